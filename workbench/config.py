@@ -1,0 +1,172 @@
+"""RunConfig: everything one training run needs, validated at the boundary.
+
+Every field carries its help text here and only here: the YAML reference in the README, the CLI's
+``--set`` errors and the report read it from this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """Bad user input: the message names the field or file and what was expected."""
+
+
+class LoraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(8, gt=0, description="LoRA rank")
+    alpha: int = Field(16, gt=0, description="LoRA scaling α")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
+    target_modules: list[str] | str = Field("all-linear", description="modules that get adapters (peft syntax)")
+
+
+class TrackingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    wandb_mode: Literal["auto", "offline", "online", "disabled"] = Field(
+        "auto", description="auto = online when logged in to W&B, offline otherwise"
+    )
+    wandb_project: str = Field("workbench", description="W&B project")
+    group: str | None = Field(None, description="W&B group (a sweep sets it to the sweep name)")
+    histogram_every: int = Field(5, gt=0, description="log gradient-weight and shift histograms every N steps")
+    histogram_bins: int = Field(41, ge=5, description="bins per histogram")
+
+
+class RunConfig(BaseModel):
+    """One training run. Loadable from YAML (:meth:`from_yaml`); unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # What is trained, on what.
+    model: str = Field("tiny", description="'tiny' (built-in warm-started policy), a hub id, or a local folder")
+    lora: LoraSettings | None = Field(None, description="train a LoRA adapter through peft instead of all weights")
+    task: str = Field("arithmetic", description="built-in task name or import path 'pkg.module:factory'")
+    task_params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the task")
+
+    # The objective under study.
+    objective: str = Field(
+        "grpo", description="registered objective, plugin 'pkg.module:fn', or TRL's own 'trl:dapo|cispo|sapo|gspo'"
+    )
+    objective_params: dict[str, Any] = Field(default_factory=dict, description="parameters of the objective")
+    aggregation: Literal["token_mean", "sequence_mean", "fixed_horizon"] = Field(
+        "token_mean",
+        description="token_mean over the batch (DAPO), sequence_mean (GRPO), fixed_horizon (Dr. GRPO: / B·L_max)",
+    )
+
+    # Where μ comes from.
+    rollout_precision: Literal["fp32", "bf16", "fp16", "fp8"] = Field(
+        "fp32", description="precision of the sampling copy of the policy (fp8 simulated by a weight round-trip)"
+    )
+    train_precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32 or bf16 autocast for training")
+    num_iterations: int = Field(1, ge=1, description="updates per generated batch (μ stays frozen across them)")
+    steps_per_generation: int | None = Field(
+        None, ge=1, description="optimizer steps served by one generation batch (None = gradient_accumulation_steps)"
+    )
+
+    # Optimisation.
+    learning_rate: float = Field(5e-4, gt=0, description="AdamW learning rate")
+    beta: float = Field(0.0, ge=0, description="KL coefficient against the reference policy (0 = no reference)")
+    prompts_per_step: int = Field(8, ge=1, description="distinct prompts per optimizer step")
+    num_generations: int = Field(8, ge=2, description="group size G: completions per prompt")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    max_steps: int = Field(100, ge=1, description="optimizer steps")
+    max_completion_length: int = Field(8, ge=1, description="tokens sampled per completion at most")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature (training and sampled eval)")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+
+    # Evaluation.
+    eval_every: int = Field(25, ge=1, description="evaluate held-out accuracy every N steps (and at the end)")
+    eval_prompts: int = Field(64, ge=1, description="held-out prompts per evaluation")
+    eval_samples: int = Field(4, ge=1, description="k samples per held-out prompt; accuracy is their mean")
+
+    seed: int = Field(0, ge=0, description="seed of data order, sampling and initialisation")
+    output_dir: Path = Field(Path("runs"), description="folder under which the run's folder is created")
+    name: str | None = Field(None, description="run folder name (default: objective-seed-timestamp)")
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings, description="W&B and histogram settings")
+
+    @field_validator("num_generations")
+    @classmethod
+    def _group(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError("group size must be at least 2 for group-relative advantages")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.objective.startswith("trl:"):
+            from .trainer import TRL_LOSSES
+
+            if self.objective[4:] not in TRL_LOSSES:
+                raise ValueError(f"objective: unknown TRL loss {self.objective!r}; expected trl:{'|trl:'.join(TRL_LOSSES)}")
+        else:
+            from .objectives import get_objective
+
+            get_objective(self.objective, **self.objective_params)
+        return self
+
+    # ---- loading -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+        """Load a YAML file, apply ``key=value`` overrides (dotted keys reach nested fields)."""
+        data = load_yaml_mapping(path)
+        for item in overrides or []:
+            apply_override(data, item)
+        return cls.parse(data, source=str(path))
+
+    @classmethod
+    def parse(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
+        """Validate a mapping; the error names the first bad field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ConfigError(f"{source}: {format_validation_error(err)}") from None
+        except ValueError as err:  # raised by nested validators such as the objective registry
+            raise ConfigError(f"{source}: {err}") from None
+
+
+def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping or raise a ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
+    return data
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Apply one ``a.b=value`` override; the value is parsed as YAML (numbers, lists, booleans)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected key=value")
+    target = data
+    *parents, leaf = key.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"--set {item!r}: {part!r} is not a mapping")
+    target[leaf] = yaml.safe_load(raw)
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """'field.sub: message (got value)' for the first error of a pydantic ValidationError."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "config"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"unknown field {loc!r}"
+    got = first.get("input")
+    return f"{loc}: {msg}" + ("" if isinstance(got, dict) else f" (got {got!r})")

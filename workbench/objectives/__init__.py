@@ -1,0 +1,33 @@
+"""Per-token policy objectives, one family per module, registered by name.
+
+    from workbench.objectives import get_objective, available_objectives
+    obj = get_objective("drpo", delta=0.15, advantage_weight="abs")
+    out = obj(logp, behaviour_logp, advantages, mask)
+    out.per_token_loss, out.metrics
+"""
+
+from __future__ import annotations
+
+# Importing the family modules registers them.
+from . import drpo, grpo  # noqa: F401
+from .registry import (
+    Objective,
+    ObjectiveOutput,
+    ObjectiveParams,
+    ObjectiveSpec,
+    available_objectives,
+    get_objective,
+    get_spec,
+    register_objective,
+)
+
+__all__ = [
+    "Objective",
+    "ObjectiveOutput",
+    "ObjectiveParams",
+    "ObjectiveSpec",
+    "available_objectives",
+    "get_objective",
+    "get_spec",
+    "register_objective",
+]

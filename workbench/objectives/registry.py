@@ -1,0 +1,181 @@
+"""The objective registry: names → (parameter structure, per-token loss function).
+
+An objective family is a pure function of tensors
+
+    fn(logp, behaviour_logp, advantages, mask, params, generator=None) -> ObjectiveOutput
+
+registered with :func:`register_objective` together with a pydantic model holding its parameters
+(defaults and help text in one place: CLI help, ``objectives list`` and report captions read them).
+:func:`get_objective` validates parameters at the boundary and returns a bound :class:`Objective`.
+Plugins are loaded by import path, ``"my_pkg.losses:my_objective"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class ObjectiveParams(BaseModel):
+    """Base for an objective's parameters: frozen, unknown names refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(ObjectiveParams):
+    """The objective has no parameters."""
+
+
+@dataclass
+class ObjectiveOutput:
+    """What every objective returns.
+
+    per_token_loss: (B, T), zero where mask is 0, differentiable w.r.t. ``logp``; loss = −J_t.
+    metrics: scalar diagnostics over valid tokens (``tv/mean``, ``tv/max``, ``ratio/mean`` and the
+    ``frac/*`` that apply to this family).
+    """
+
+    per_token_loss: torch.Tensor
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class ObjectiveFn(Protocol):
+    def __call__(
+        self,
+        logp: torch.Tensor,
+        behaviour_logp: torch.Tensor,
+        advantages: torch.Tensor,
+        mask: torch.Tensor,
+        params: Any,
+        generator: torch.Generator | None = None,
+    ) -> ObjectiveOutput: ...
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """A registered family: its function, parameter model and the paper it comes from."""
+
+    name: str
+    fn: ObjectiveFn
+    params_model: type[ObjectiveParams]
+    paper: str
+    summary: str
+
+    def parameters(self) -> list[tuple[str, Any, str]]:
+        """(name, default, help) for every parameter, in declaration order."""
+        return [(n, f.default, f.description or "") for n, f in self.params_model.model_fields.items()]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """An objective bound to validated parameters: call it like the family function minus ``params``."""
+
+    spec: ObjectiveSpec
+    params: ObjectiveParams
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __call__(
+        self,
+        logp: torch.Tensor,
+        behaviour_logp: torch.Tensor,
+        advantages: torch.Tensor,
+        mask: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> ObjectiveOutput:
+        if advantages.dim() == 1:
+            advantages = advantages.unsqueeze(1)
+        advantages = advantages.expand_as(logp)
+        return self.spec.fn(logp, behaviour_logp, advantages, mask.to(logp.dtype), self.params, generator=generator)
+
+
+_REGISTRY: dict[str, ObjectiveSpec] = {}
+
+
+def register_objective(
+    name: str, params: type[ObjectiveParams] = NoParams, paper: str = ""
+) -> Callable[[ObjectiveFn], ObjectiveFn]:
+    """Register an objective family under ``name``; a name already taken is refused, never overwritten."""
+
+    def decorator(fn: ObjectiveFn) -> ObjectiveFn:
+        if name in _REGISTRY:
+            raise ValueError(f"objective {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
+        _check_signature(name, fn, params)
+        summary = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
+        _REGISTRY[name] = ObjectiveSpec(name, fn, params, paper, summary)
+        return fn
+
+    return decorator
+
+
+def _check_signature(name: str, fn: Any, params: Any) -> None:
+    """Fail at registration/load time, not inside training, when a plugin breaks the contract."""
+    if not callable(fn):
+        raise ValueError(f"objective {name!r}: {fn!r} is not callable")
+    if not (isinstance(params, type) and issubclass(params, ObjectiveParams)):
+        raise ValueError(f"objective {name!r}: params must be a subclass of ObjectiveParams, got {params!r}")
+    try:
+        sig = inspect.signature(fn)
+        sig.bind(None, None, None, None, None, generator=None)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"objective {name!r}: expected fn(logp, behaviour_logp, advantages, mask, params, generator=None), "
+            f"got {fn.__name__}{inspect.signature(fn) if callable(fn) else ''} ({err})"
+        ) from None
+
+
+def available_objectives() -> list[str]:
+    """Registered names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ObjectiveSpec:
+    """The spec registered under ``name``, or loaded from ``"module.path:attribute"``."""
+    if ":" in name:
+        return _load_plugin(name)
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown objective {name!r}; expected one of {', '.join(available_objectives())} "
+                         "or an import path 'package.module:function'")
+    return _REGISTRY[name]
+
+
+def get_objective(name: str, **params: Any) -> Objective:
+    """Bind ``name`` to validated parameters; errors name the parameter and list what is accepted."""
+    spec = get_spec(name)
+    unknown = sorted(set(params) - set(spec.params_model.model_fields))
+    if unknown:
+        accepted = ", ".join(spec.params_model.model_fields) or "none"
+        raise ValueError(f"objective {spec.name!r} has no parameter {unknown[0]!r}; accepted: {accepted}")
+    try:
+        bound = spec.params_model(**params)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field_name = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"objective {spec.name!r} parameter {field_name!r}: {first['msg']} "
+                         f"(got {first.get('input')!r})") from None
+    return Objective(spec, bound)
+
+
+def _load_plugin(path: str) -> ObjectiveSpec:
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"objective plugin {path!r}: cannot import {module_name!r} ({err})") from None
+    fn = getattr(module, attr, None)
+    if fn is None:
+        raise ValueError(f"objective plugin {path!r}: module {module_name!r} has no attribute {attr!r}")
+    # A plugin registered with the decorator is found under its registered name.
+    for spec in _REGISTRY.values():
+        if spec.fn is fn:
+            return spec
+    params = getattr(fn, "params", NoParams)
+    _check_signature(path, fn, params)
+    return ObjectiveSpec(path, fn, params, getattr(fn, "paper", ""), (inspect.getdoc(fn) or "").split("\n\n")[0])

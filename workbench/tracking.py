@@ -1,0 +1,215 @@
+"""Where a run's record goes: the local run store (always) and Weights & Biases (offline by default).
+
+A run folder holds
+
+    config.json        the RunConfig, as validated
+    scalars.jsonl      one line per logged step: {"step", "wall_time", <metric>: value, ...}
+    histograms.jsonl   one line per histogram: {"step", "name", "edges": [...], "counts": [...]}
+    summary.json       status, seed, versions, wall time, base and final eval, flags, W&B run path
+
+Lines are appended and flushed as they are produced and summary.json is replaced atomically, so a
+killed run keeps everything it logged; reports read this folder, never W&B's servers.
+"""
+
+from __future__ import annotations
+
+import json
+import netrc
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+STATUS_RUNNING, STATUS_FINISHED, STATUS_FAILED = "running", "finished", "failed"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def histogram(values: np.ndarray, bins: int) -> tuple[list[float], list[int]]:
+    """Bin edges and counts over the finite values; symmetric around 0 so runs compare bin by bin."""
+    values = values[np.isfinite(values)]
+    bound = float(np.max(np.abs(values))) if values.size else 1.0
+    bound = bound if bound > 0 else 1.0
+    counts, edges = np.histogram(values, bins=bins, range=(-bound, bound))
+    return edges.tolist(), counts.tolist()
+
+
+def versions() -> dict[str, str]:
+    """Versions that decide whether two runs are comparable."""
+    import torch
+    import transformers
+    import trl
+
+    from . import __version__
+
+    return {
+        "workbench": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+    }
+
+
+class RunRecorder:
+    """Appends a run's scalars and histograms to its folder and mirrors them to W&B."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], wandb_run: Any | None = None):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.wandb_run = wandb_run
+        self.started = time.time()
+        write_json_atomic(self.run_dir / "config.json", config)
+        self._scalars = open(self.run_dir / "scalars.jsonl", "a")
+        self._histograms = open(self.run_dir / "histograms.jsonl", "a")
+        self.summary: dict[str, Any] = {
+            "status": STATUS_RUNNING,
+            "seed": config.get("seed"),
+            "objective": config.get("objective"),
+            "versions": versions(),
+            "started": self.started,
+            "flags": [],
+            "wandb": _wandb_location(wandb_run),
+        }
+        self.update_summary()
+
+    def log_scalars(self, step: int, metrics: dict[str, float]) -> None:
+        row = {"step": step, "wall_time": time.time() - self.started, **metrics}
+        self._scalars.write(json.dumps(row) + "\n")
+        self._scalars.flush()
+        if self.wandb_run is not None:
+            self.wandb_run.log(metrics, step=step)
+
+    def log_histograms(self, step: int, values: dict[str, np.ndarray], bins: int) -> None:
+        wandb_payload = {}
+        for name, array in values.items():
+            edges, counts = histogram(np.asarray(array, dtype=np.float64), bins)
+            self._histograms.write(json.dumps({"step": step, "name": name, "edges": edges, "counts": counts}) + "\n")
+            if self.wandb_run is not None:
+                import wandb
+
+                wandb_payload[name] = wandb.Histogram(np_histogram=(counts, edges))
+        self._histograms.flush()
+        if wandb_payload:
+            self.wandb_run.log(wandb_payload, step=step)
+
+    def update_summary(self, **fields: Any) -> None:
+        self.summary.update(fields)
+        write_json_atomic(self.run_dir / "summary.json", self.summary)
+
+    def flag(self, flag: str) -> None:
+        if flag not in self.summary["flags"]:
+            self.summary["flags"].append(flag)
+        self.update_summary()
+
+    def finish(self, status: str, **fields: Any) -> None:
+        """Close the record; a W&B failure never loses the local one."""
+        self._scalars.close()
+        self._histograms.close()
+        self.update_summary(status=status, wall_time=time.time() - self.started, **fields)
+        if self.wandb_run is not None:
+            self.wandb_run.summary.update({k: v for k, v in fields.items() if isinstance(v, (int, float, str))})
+            self.wandb_run.finish(exit_code=0 if status == STATUS_FINISHED else 1)
+
+
+# ---- W&B -----------------------------------------------------------------------------------------
+
+
+def wandb_logged_in() -> bool:
+    """True when an API key is configured (environment or netrc); never prompts."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_wandb_mode(mode: str) -> str:
+    """auto → online when logged in, offline otherwise; WANDB_MODE in the environment wins over auto."""
+    if mode != "auto":
+        return mode
+    env = os.environ.get("WANDB_MODE")
+    if env in ("offline", "online", "disabled"):
+        return env
+    return "online" if wandb_logged_in() else "offline"
+
+
+def start_wandb(run_dir: Path, config: dict[str, Any], name: str, mode: str, project: str,
+                group: str | None, job_type: str) -> Any | None:
+    """A W&B run whose files live inside the run folder; None when tracking is disabled."""
+    mode = resolve_wandb_mode(mode)
+    if mode == "disabled":
+        return None
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return wandb.init(
+        project=project,
+        group=group,
+        job_type=job_type,
+        name=name,
+        config=config,
+        dir=str(run_dir),
+        mode=mode,
+        reinit="finish_previous",
+        settings=wandb.Settings(console="off", x_disable_stats=True),
+    )
+
+
+def _wandb_location(wandb_run: Any | None) -> dict[str, Any] | None:
+    if wandb_run is None:
+        return None
+    return {"id": wandb_run.id, "dir": str(Path(wandb_run.dir).parent), "mode": wandb_run.settings.mode}
+
+
+# ---- reading ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunRecord:
+    """A run folder read back: the report and the sweeps use only this."""
+
+    path: Path
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    scalars: list[dict[str, Any]]
+    histograms: list[dict[str, Any]]
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # the last line of a killed run may be cut short
+            break
+    return rows
+
+
+def load_run(run_dir: str | Path) -> RunRecord:
+    """Read a run folder written by :class:`RunRecorder`."""
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        raise FileNotFoundError(f"{run_dir}: not a run folder (no summary.json)")
+    return RunRecord(
+        path=run_dir,
+        config=json.loads((run_dir / "config.json").read_text()),
+        summary=json.loads(summary_path.read_text()),
+        scalars=_read_jsonl(run_dir / "scalars.jsonl"),
+        histograms=_read_jsonl(run_dir / "histograms.jsonl"),
+    )

@@ -107,7 +107,11 @@ class RunConfig(BaseModel):
         else:
             from .objectives import get_objective
 
-            get_objective(self.objective, **self.objective_params)
+            try:
+                get_objective(self.objective, **self.objective_params)
+            except ValueError as err:
+                field = "objective_params" if "parameter" in str(err) else "objective"
+                raise ValueError(f"{field}: {err}") from None
         return self
 
     # ---- loading -------------------------------------------------------------------------------
@@ -164,9 +168,11 @@ def apply_override(data: dict[str, Any], item: str) -> None:
 def format_validation_error(err: ValidationError) -> str:
     """'field.sub: message (got value)' for the first error of a pydantic ValidationError."""
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "config"
+    loc = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         return f"unknown field {loc!r}"
+    if not loc:  # a whole-config check, whose message names the field itself
+        return msg
     got = first.get("input")
     return f"{loc}: {msg}" + ("" if isinstance(got, dict) else f" (got {got!r})")

@@ -1,0 +1,94 @@
+"""The rollout engine: samples with a precision-cast copy of the policy, so that μ ≠ π for real.
+
+On TRL's CPU path the sampler is the training model itself, μ = π and every objective collapses to
+the same policy gradient. Here the tokens come from a separate copy of the policy, synced from the
+trainer's weights at every generation and cast to the rollout precision (fp32, bf16, fp16, or fp8
+simulated by a scaled float8 weight round-trip), the way an inference engine serves the policy.
+The log-probabilities of the sampled tokens under that copy are returned as TRL's ``logprobs``,
+which TRL hands back to the loss as ``inputs["sampling_per_token_logps"]``: that is μ, frozen for
+every update made from the batch.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+ROLLOUT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp8": torch.bfloat16}
+FP8 = torch.float8_e4m3fn
+FP8_MAX = torch.finfo(FP8).max
+
+
+def fp8_round_trip(weight: torch.Tensor) -> torch.Tensor:
+    """Quantise to float8 e4m3 with a per-tensor scale (as fp8 serving does) and back."""
+    scale = weight.abs().amax().float().clamp(min=1e-12) / FP8_MAX
+    return ((weight.float() / scale).to(FP8).float() * scale).to(weight.dtype)
+
+
+class RolloutEngine:
+    """TRL ``rollout_func``: one completion per prompt it receives (TRL repeats each prompt G times).
+
+    Build it from the policy *before* the trainer patches the policy's forward, so the sampling copy
+    is a plain model; its weights are refreshed from the trainer at every call.
+    """
+
+    def __init__(self, policy: torch.nn.Module, tokenizer: Any, precision: str, max_new_tokens: int,
+                 temperature: float):
+        if precision not in ROLLOUT_DTYPES:
+            raise ValueError(f"rollout_precision must be one of {', '.join(ROLLOUT_DTYPES)}; got {precision!r}")
+        self.precision = precision
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.sampler = copy.deepcopy(policy).to(ROLLOUT_DTYPES[precision]).eval()
+        self.sampler.requires_grad_(False)
+        self.eos_ids = {tokenizer.eos_token_id}
+
+    @torch.no_grad()
+    def sync(self, policy: torch.nn.Module) -> None:
+        """Copy the trainer's current weights into the sampler, casting (and fp8-rounding) them."""
+        source = policy.state_dict()
+        for name, param in self.sampler.state_dict().items():
+            param.copy_(source[name])
+            if self.precision == "fp8" and param.dim() >= 2:
+                param.copy_(fp8_round_trip(param))
+
+    @torch.no_grad()
+    def sample(self, prompts: list[str]) -> dict[str, list[list[Any]]]:
+        """Sample one completion per prompt; return prompt ids, completion ids (cut after EOS) and μ."""
+        device = next(self.sampler.parameters()).device
+        batch = self.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(device)
+        out = self.sampler.generate(
+            **batch,
+            do_sample=True,
+            temperature=self.temperature,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=self.max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+        new_tokens = out.sequences[:, batch["input_ids"].shape[1]:]
+        # log μ of the sampled token, in fp32 from the sampler's logits (an inference engine does the same).
+        logits = torch.stack(out.logits, dim=1).float() / self.temperature
+        logps = torch.gather(F.log_softmax(logits, dim=-1), 2, new_tokens.unsqueeze(-1)).squeeze(-1)
+
+        prompt_ids, completion_ids, logprobs = [], [], []
+        for row, keep, ids, lp in zip(batch["input_ids"], batch["attention_mask"], new_tokens.tolist(),
+                                      logps.tolist()):
+            length = next((i + 1 for i, t in enumerate(ids) if t in self.eos_ids), len(ids))
+            prompt_ids.append(row[keep.bool()].tolist())
+            completion_ids.append(ids[:length])
+            logprobs.append(lp[:length])
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
+
+    def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list[list[Any]]]:
+        # The trainer moves the policy to its device after the copy was taken; follow it once.
+        self.sampler.to(trainer.accelerator.device)
+        self.sync(trainer.accelerator.unwrap_model(trainer.model))
+        return self.sample(prompts)

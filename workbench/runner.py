@@ -1,0 +1,209 @@
+"""One training run, end to end: RunConfig → policy, task, rollout engine, trainer → run record.
+
+``prepare_run`` does everything that can fail on bad input (task, objective, model path, batch
+shape) before any folder is created; ``train`` then never raises for a run that goes wrong: the
+failure is recorded in the run's summary with a one-line reason, so a sweep can go on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from transformers import PrinterCallback, TrainerCallback, set_seed
+from trl import GRPOConfig
+
+from .config import ConfigError, RunConfig
+from .objectives import Objective, get_objective
+from .rollout import RolloutEngine
+from .tasks import Task, evaluate, get_task, load_policy
+from .tracking import STATUS_FAILED, STATUS_FINISHED, RunRecorder, start_wandb
+from .trainer import TRL_LOSSES, WorkbenchGRPOTrainer
+
+STATUS_PRUNED = "pruned"
+
+
+class RunStopped(Exception):
+    """Raised by an ``on_eval`` callback to stop a run early (a pruned sweep trial)."""
+
+
+@dataclass
+class PreparedRun:
+    config: RunConfig
+    run_dir: Path
+    task: Task
+    objective: Objective | None
+    model: Any
+    tokenizer: Any
+    wandb_group: str | None
+    wandb_name: str
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def prepare_run(cfg: RunConfig, run_dir: Path | None = None, wandb_group: str | None = None,
+                wandb_name: str | None = None) -> PreparedRun:
+    """Validate everything and load the policy; raises ConfigError and creates nothing on bad input."""
+    completions = cfg.prompts_per_step * cfg.num_generations
+    if completions % cfg.gradient_accumulation_steps:
+        raise ConfigError(f"gradient_accumulation_steps: must divide prompts_per_step × num_generations = "
+                          f"{completions} (got {cfg.gradient_accumulation_steps})")
+    task = get_task(cfg.task, **cfg.task_params)
+    objective = None if cfg.objective.startswith("trl:") else get_objective(cfg.objective, **cfg.objective_params)
+    if objective is None:
+        _grpo_args(cfg, Path("unused"))  # TRL validates its own loss parameters
+    name = cfg.name or f"{cfg.objective.replace(':', '-')}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(run_dir) if run_dir is not None else Path(cfg.output_dir) / name
+    if (run_dir / "summary.json").exists():
+        raise ConfigError(f"name: run folder {run_dir} already holds a run; choose another name")
+    set_seed(cfg.seed)
+    model, tokenizer = load_policy(cfg.model, cfg.lora, task, seed=cfg.seed)
+    return PreparedRun(cfg, run_dir, task, objective, model, tokenizer, wandb_group, wandb_name or name)
+
+
+def _grpo_args(cfg: RunConfig, run_dir: Path) -> GRPOConfig:
+    per_device = cfg.prompts_per_step * cfg.num_generations // cfg.gradient_accumulation_steps
+    trl_loss = TRL_LOSSES.get(cfg.objective.removeprefix("trl:"), {}) if cfg.objective.startswith("trl:") else {}
+    trl_params = cfg.objective_params if trl_loss else {}
+    try:
+        return GRPOConfig(
+            output_dir=str(run_dir / "trainer"),
+            per_device_train_batch_size=per_device,
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            steps_per_generation=cfg.steps_per_generation,
+            num_generations=cfg.num_generations,
+            num_iterations=cfg.num_iterations,
+            max_completion_length=cfg.max_completion_length,
+            temperature=cfg.temperature,
+            learning_rate=cfg.learning_rate,
+            lr_scheduler_type="constant",  # RL papers train at a constant rate; decay would confound late steps
+            max_grad_norm=cfg.max_grad_norm,
+            beta=cfg.beta,
+            max_steps=cfg.max_steps,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",  # tracking.py owns W&B, so offline-by-default and grouping are ours
+            disable_tqdm=True,
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            bf16=cfg.train_precision == "bf16",
+            use_cpu=not torch.cuda.is_available(),
+            **trl_loss,
+            **trl_params,
+        )
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"objective_params for {cfg.objective}: {str(err).splitlines()[0]}") from None
+
+
+class _EvalCallback(TrainerCallback):
+    """Held-out accuracy every ``eval_every`` steps and at the end; stops the run when on_eval says so."""
+
+    def __init__(self, run: PreparedRun, on_eval: Callable[[int, dict[str, float]], None] | None):
+        self.run, self.on_eval = run, on_eval
+        self.trainer: WorkbenchGRPOTrainer | None = None
+        self.last: dict[str, float] | None = None
+        self.stopped = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        cfg = self.run.config
+        if state.global_step % cfg.eval_every and state.global_step != state.max_steps:
+            return
+        self.last = run_eval(self.run, kwargs["model"], seed=cfg.seed + state.global_step)
+        self.trainer.extra_scalars.update(self.last)
+        if self.on_eval is not None:
+            try:
+                self.on_eval(state.global_step, self.last)
+            except RunStopped:
+                self.stopped = True
+                control.should_training_stop = True  # the step is still logged before the loop ends
+
+
+class _ProgressCallback(TrainerCallback):
+    def __init__(self, progress: Any, task_id: Any):
+        self.progress, self.task_id = progress, task_id
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        self.progress.update(self.task_id, completed=state.global_step,
+                             reward=logs.get("reward", float("nan")), tv=logs.get("tv/mean", float("nan")))
+
+
+def run_eval(run: PreparedRun, model: torch.nn.Module, seed: int) -> dict[str, float]:
+    cfg = run.config
+    was_training = model.training
+    model.eval()
+    try:
+        return evaluate(model, run.tokenizer, run.task, n_prompts=cfg.eval_prompts, k=cfg.eval_samples,
+                        temperature=cfg.temperature, max_new_tokens=cfg.max_completion_length, seed=seed)
+    finally:
+        model.train(was_training)
+
+
+def train(run: PreparedRun, progress: bool = False,
+          on_eval: Callable[[int, dict[str, float]], None] | None = None) -> RunResult:
+    """Train, evaluate and record; failures are recorded in the summary, not raised."""
+    cfg = run.config
+    config_dict = cfg.model_dump(mode="json")
+    wandb_run = start_wandb(run.run_dir, config_dict, run.wandb_name, cfg.tracking.wandb_mode,
+                            cfg.tracking.wandb_project, run.wandb_group or cfg.tracking.group,
+                            job_type=cfg.objective)
+    recorder = RunRecorder(run.run_dir, config_dict, wandb_run)
+    summary: dict[str, Any] = {}
+    eval_cb = _EvalCallback(run, on_eval)
+    try:
+        set_seed(cfg.seed)
+        summary["base_eval"] = run_eval(run, run.model, seed=cfg.seed)
+        recorder.log_scalars(0, summary["base_eval"])
+        # The sampler copy must be taken before the trainer patches the policy's forward.
+        engine = RolloutEngine(run.model, run.tokenizer, cfg.rollout_precision, cfg.max_completion_length,
+                               cfg.temperature)
+        trainer = WorkbenchGRPOTrainer(
+            model=run.model,
+            reward_funcs=[run.task.reward],
+            args=_grpo_args(cfg, run.run_dir),
+            train_dataset=run.task.train_dataset(cfg.seed),
+            processing_class=run.tokenizer,
+            rollout_func=engine,
+            objective=run.objective,
+            aggregation=cfg.aggregation,
+            recorder=recorder,
+            histogram_every=cfg.tracking.histogram_every,
+            histogram_bins=cfg.tracking.histogram_bins,
+            objective_seed=cfg.seed,
+            callbacks=[eval_cb],
+        )
+        eval_cb.trainer = trainer
+        trainer.remove_callback(PrinterCallback)  # the run record and the progress bar replace its dict dumps
+        _train_with_progress(trainer, cfg, progress)
+        summary["eval"] = eval_cb.last
+        if trainer.max_off_policy == 0.0:
+            recorder.flag("zero_shift")  # μ = π on every token: the objectives could not differ
+        status = STATUS_PRUNED if eval_cb.stopped else STATUS_FINISHED
+    except Exception as err:  # noqa: BLE001 - any failure of a run is recorded, the caller goes on
+        status = STATUS_FAILED
+        summary["failure"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        summary["eval"] = eval_cb.last
+    recorder.finish(status, **summary)
+    return RunResult(run.run_dir, recorder.summary)
+
+
+def _train_with_progress(trainer: WorkbenchGRPOTrainer, cfg: RunConfig, progress: bool) -> None:
+    if not progress:
+        trainer.train()
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("reward {task.fields[reward]:.3f}  tv {task.fields[tv]:.2e}"))
+    with Progress(*columns) as bar:
+        task_id = bar.add_task(f"{cfg.objective} seed {cfg.seed}", total=cfg.max_steps, reward=float("nan"),
+                               tv=float("nan"))
+        trainer.add_callback(_ProgressCallback(bar, task_id))
+        trainer.train()

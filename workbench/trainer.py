@@ -1,0 +1,185 @@
+"""WorkbenchGRPOTrainer: TRL's GRPOTrainer with a swappable per-token objective.
+
+Only two TRL methods are overridden, both documented extension points: ``_compute_loss`` (the
+objective from the registry, μ from the rollout engine, the aggregation as a separate axis, the
+diagnostics) and ``log`` (DESIGN.md's metric names, mirrored to the run record). Sampling comes in
+through TRL's ``rollout_func``; evaluation through a callback. TRL is pinned exactly: tests guard
+the inputs it hands ``_compute_loss``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+from trl import GRPOTrainer
+
+from .objectives import Objective
+from .objectives.common import masked_mean
+
+# TRL's own losses kept as baselines: objective "trl:<name>" → GRPOConfig fields.
+TRL_LOSSES: dict[str, dict[str, Any]] = {
+    "grpo": {"loss_type": "grpo"},
+    "dapo": {"loss_type": "dapo"},
+    "cispo": {"loss_type": "cispo"},
+    "sapo": {"loss_type": "sapo"},
+    "gspo": {"loss_type": "grpo", "importance_sampling_level": "sequence"},
+}
+
+# What `_compute_loss` reads from TRL's inputs; a TRL release that renames any of them fails here.
+REQUIRED_INPUTS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages",
+                   "num_items_in_batch", "sampling_per_token_logps")
+
+# |log r| below this is float noise between two fp32 forwards of the same weights, not a shift.
+OFF_POLICY_TOL = 1e-5
+
+# Logged every step for every objective; families add their frac/* (see objectives) and evals add eval/*.
+SCALARS = ("reward/mean", "entropy/mean", "tv/mean", "tv/max", "ratio/mean", "frac/off_policy", "grad_norm")
+HISTOGRAMS = ("grad_weight/all", "grad_weight/pos_adv", "grad_weight/neg_adv", "grad_weight/normalised",
+              "shift/signed", "entropy/tokens")
+
+
+class WorkbenchGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose loss is ``objective`` (None: TRL's own ``loss_type``) with μ = the sampler's log-probs.
+
+    Extra arguments: ``objective``, ``aggregation`` (token_mean | sequence_mean | fixed_horizon),
+    ``recorder`` (a RunRecorder receiving every logged step), ``histogram_every``/``histogram_bins``,
+    ``objective_seed`` (the generator of objectives that sample, e.g. Clip-Cov).
+    """
+
+    def __init__(self, *args: Any, objective: Objective | None, aggregation: str = "token_mean",
+                 recorder: Any = None, histogram_every: int = 5, histogram_bins: int = 41,
+                 objective_seed: int = 0, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.aggregation = aggregation
+        self.recorder = recorder
+        self.histogram_every = histogram_every
+        self.histogram_bins = histogram_bins
+        self.objective_generator = torch.Generator().manual_seed(objective_seed)
+        self.extra_scalars: dict[str, float] = {}  # e.g. eval metrics, merged into the next log line
+        self.max_off_policy = 0.0  # 0 at the end of a run: r ≡ 1 on every token, flagged zero_shift
+        self._hist: dict[str, list[np.ndarray]] = defaultdict(list)
+
+    # ---- loss ------------------------------------------------------------------------------------
+
+    def _compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        missing = [k for k in REQUIRED_INPUTS if k not in inputs]
+        if missing:
+            raise RuntimeError(f"TRL handed _compute_loss no {missing}: the TRL pin and WorkbenchGRPOTrainer disagree")
+        mode = "train" if self.model.training else "eval"
+        mask = inputs["completion_mask"] * inputs.get("tool_mask", 1)
+        behaviour_logp = inputs["sampling_per_token_logps"]
+        input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        logits_to_keep = inputs["completion_ids"].size(1)
+
+        if self.objective is None:
+            # TRL's own loss, made off-policy against the real sampler: its "old" log-probs become μ.
+            loss = super()._compute_loss(model, {**inputs, "old_per_token_logps": behaviour_logp})
+            with torch.no_grad():
+                logp, entropies, _ = self._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, compute_entropy=True)
+            self._record_step(mode, logp, behaviour_logp, inputs["advantages"], mask, entropies, {})
+            return loss
+
+        logp, entropies, _ = self._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, logits_to_keep, compute_entropy=True)
+        advantages = inputs["advantages"]
+        out = self.objective(logp, behaviour_logp, advantages, mask, generator=self.objective_generator)
+        per_token_loss = out.per_token_loss
+        if self.beta != 0.0:
+            ref = inputs["ref_per_token_logps"]
+            per_token_loss = per_token_loss + self.beta * (torch.exp(ref - logp) - (ref - logp) - 1) * mask
+        weights = self._aggregation_weights(inputs, mask, mode)
+        loss = (per_token_loss * weights).sum()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {self.state.global_step}")
+        if self._histogram_step() and logp.requires_grad:
+            self._hook_gradient_weight(logp, weights, advantages, mask)
+        self._record_step(mode, logp, behaviour_logp, advantages, mask, entropies, out.metrics)
+        return loss
+
+    def _aggregation_weights(self, inputs: dict[str, Any], mask: torch.Tensor, mode: str) -> torch.Tensor:
+        """Per-token weights w with loss = Σ w·ℓ_t, already divided for gradient accumulation."""
+        accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1
+        mask = mask.to(torch.float32)
+        if self.aggregation == "token_mean":
+            # Tokens of the whole optimizer batch, as TRL's dapo: num_items_in_batch spans the generation batch.
+            tokens = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
+            if mode == "train":
+                tokens = tokens * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+            return mask / tokens
+        if self.aggregation == "sequence_mean":
+            return mask / mask.sum(-1, keepdim=True).clamp(min=1.0) / mask.size(0) / accumulation
+        if self.aggregation == "fixed_horizon":  # Dr. GRPO: a constant normaliser, no length bias
+            return mask / (mask.size(0) * self.max_completion_length) / accumulation
+        raise ValueError(f"aggregation must be token_mean, sequence_mean or fixed_horizon; got {self.aggregation!r}")
+
+    # ---- diagnostics -----------------------------------------------------------------------------
+
+    def _histogram_step(self) -> bool:
+        step = self.state.global_step
+        return self.recorder is not None and (step == 0 or (step + 1) % self.histogram_every == 0)
+
+    def _hook_gradient_weight(self, logp: torch.Tensor, weights: torch.Tensor, advantages: torch.Tensor,
+                              mask: torch.Tensor) -> None:
+        """Read g_t = −∂ℓ/∂log π_t exactly from autograd, whatever objective produced the loss."""
+        valid = mask.bool() & (weights > 0)
+        adv = (advantages.unsqueeze(1) if advantages.dim() == 1 else advantages).expand_as(logp)
+
+        def hook(grad: torch.Tensor) -> None:
+            g = (-grad[valid] / weights[valid]).float()
+            a = adv[valid].float()
+            self._hist["grad_weight/all"].append(g.numpy(force=True))
+            self._hist["grad_weight/pos_adv"].append(g[a > 0].numpy(force=True))
+            self._hist["grad_weight/neg_adv"].append(g[a < 0].numpy(force=True))
+            self._hist["grad_weight/normalised"].append((g[a != 0] / a[a != 0]).numpy(force=True))
+
+        logp.register_hook(hook)
+
+    @torch.no_grad()
+    def _record_step(self, mode: str, logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: torch.Tensor,
+                     mask: torch.Tensor, entropies: torch.Tensor, objective_metrics: dict[str, float]) -> None:
+        m = mask.float()
+        shift = (logp.float().exp() - behaviour_logp.float().exp())
+        tv = shift.abs()
+        valid = m > 0
+        metrics = {
+            "entropy/mean": float(masked_mean(entropies.float(), m)),
+            "tv/mean": float(masked_mean(tv, m)),
+            "tv/max": float(tv[valid].max()) if valid.any() else 0.0,
+            "ratio/mean": float(masked_mean((logp.float() - behaviour_logp.float()).exp(), m)),
+            "frac/off_policy": float(masked_mean(((logp.float() - behaviour_logp.float()).abs() > OFF_POLICY_TOL)
+                                                 .float(), m)),
+            **objective_metrics,
+        }
+        for key, value in metrics.items():
+            self._metrics[mode][key].append(value)
+        self.max_off_policy = max(self.max_off_policy, metrics["frac/off_policy"])
+        if mode == "train" and self._histogram_step():
+            self._hist["shift/signed"].append(shift[valid].numpy(force=True))
+            self._hist["entropy/tokens"].append(entropies.float()[valid].numpy(force=True))
+
+    # ---- logging ---------------------------------------------------------------------------------
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """TRL averages its metrics into ``logs``; we rename to DESIGN.md's names and write the run record."""
+        super().log(logs, start_time)
+        if self.recorder is None or "loss" not in logs:
+            return
+        step = self.state.global_step
+        scalars = {k: float(v) for k, v in logs.items()
+                   if isinstance(v, (int, float)) and v is not None and k not in ("step", "epoch")}
+        if "reward" in scalars:
+            scalars["reward/mean"] = scalars.pop("reward")
+        scalars.update(self.extra_scalars)
+        self.extra_scalars = {}
+        self.recorder.log_scalars(step, {k: v for k, v in scalars.items() if not math.isnan(v)})
+        if self._hist:
+            arrays = {name: np.concatenate(parts) for name, parts in self._hist.items()}
+            self.recorder.log_histograms(step, arrays, self.histogram_bins)
+            self._hist.clear()

@@ -59,3 +59,39 @@ def run(
         console.print(f"W&B files:  {result.summary['wandb']['dir']} (mode {result.summary['wandb']['mode']})")
     if result.summary["status"] != "finished":
         raise typer.Exit(1)
+
+
+@objectives_app.command("list")
+def objectives_list() -> None:
+    """The registered objectives: name, paper, parameters with their defaults and help."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .objectives import available_objectives, get_spec
+
+    table = Table(show_lines=True)
+    for column in ("name", "paper", "parameters"):
+        table.add_column(column)
+    for name in available_objectives():
+        spec = get_spec(name)
+        params = "\n".join(f"[bold]{p}[/]={escape(repr(default))}  {escape(help_)}"
+                           for p, default, help_ in spec.parameters())
+        table.add_row(f"[bold]{name}[/]\n{escape(spec.summary)}", escape(spec.paper), params or "—")
+    console.print(table)
+
+
+@objectives_app.command("plot")
+def objectives_plot(
+    out: Path = typer.Option(Path("reports/objectives"), "--out", help="folder for the PNGs"),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="draw just this objective (repeatable)"),
+) -> None:
+    """Draw each objective's gradient weight g/A against π−μ (A>0 and A<0, two settings); print the PNG paths."""
+    from .objectives.plotting import plot_objectives
+
+    try:
+        paths = plot_objectives(out, only)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    for path in paths:
+        console.print(str(path), soft_wrap=True)

@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 # Importing the family modules registers them.
-from . import drpo, grpo  # noqa: F401
+from . import cov, dppo, drpo, grpo, pg, spo  # noqa: F401
+from .geometry import gradient_weight
 from .registry import (
     Objective,
     ObjectiveOutput,
@@ -29,5 +30,6 @@ __all__ = [
     "available_objectives",
     "get_objective",
     "get_spec",
+    "gradient_weight",
     "register_objective",
 ]

@@ -1,4 +1,4 @@
-"""Steps every objective shares: the clamped log-ratio, masked means and the shift diagnostics."""
+"""Steps the objectives share: the clamped log-ratio, PPO's clip, masked means and the diagnostics."""
 
 from __future__ import annotations
 
@@ -29,9 +29,28 @@ def shift_metrics(logp: torch.Tensor, behaviour_logp: torch.Tensor, mask: torch.
         logp32, mu32, m = logp.float(), behaviour_logp.float(), mask.float()
         tv = (logp32.exp() - mu32.exp()).abs()
         ratio = log_ratio(logp32, mu32).exp()
-        valid = m > 0
         return {
             "tv/mean": float(masked_mean(tv, m)),
-            "tv/max": float(tv[valid].max()) if valid.any() else 0.0,
+            "tv/max": float((tv * m).max()) if tv.numel() else 0.0,  # tv ≥ 0: masked tokens count as 0
             "ratio/mean": float(masked_mean(ratio, m)),
         }
+
+
+def ppo_clip(
+    ratio: torch.Tensor, advantages: torch.Tensor, epsilon_low: float, epsilon_high: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's surrogate min(r·A, clip(r, 1−ε_lo, 1+ε_hi)·A) and where the clip takes the gradient away.
+
+    The clip only bites in the direction the advantage pushes: r > 1+ε_hi for A > 0, r < 1−ε_lo for A < 0.
+    """
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio.detach(), 1 - epsilon_low, 1 + epsilon_high) * advantages
+    # The clipped term wins the min exactly where the clip is active (inside the range the two are equal),
+    # and there it is constant in π: a where on the detached clip is the min, without the min's backward.
+    is_clipped = clipped < unclipped.detach()
+    return torch.where(is_clipped, clipped, unclipped), is_clipped
+
+
+def negative_weight_fraction(grad_weight: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> float:
+    """Fraction of valid tokens whose gradient weight opposes their advantage (g/A < 0: pulled back toward μ)."""
+    return masked_fraction((grad_weight * advantages).detach() < 0, mask)

@@ -1,17 +1,16 @@
 """GRPO / PPO ratio clip (DAPO's clip-higher through ε_hi).
 
     J_t = min(r·A, clip(r, 1−ε_lo, 1+ε_hi)·A),   r = π/μ
-    g_t = r·A·1[not clipped]
+    g_t = r·A·1[not clipped],   clipped: A > 0 and r > 1+ε_hi, or A < 0 and r < 1−ε_lo
 
 Shao et al., DeepSeekMath, arXiv 2402.03300; DAPO (ε_hi = 0.28), arXiv 2503.14476.
 """
 
 from __future__ import annotations
 
-import torch
 from pydantic import Field
 
-from .common import log_ratio, masked_fraction, shift_metrics
+from .common import log_ratio, masked_fraction, ppo_clip, shift_metrics
 from .registry import ObjectiveOutput, ObjectiveParams, register_objective
 
 
@@ -24,11 +23,7 @@ class GRPOParams(ObjectiveParams):
 def grpo(logp, behaviour_logp, advantages, mask, params: GRPOParams, generator=None) -> ObjectiveOutput:
     """PPO's clipped surrogate, min(r·A, clip(r, 1−ε_lo, 1+ε_hi)·A)."""
     ratio = log_ratio(logp, behaviour_logp).exp()
-    clipped_ratio = torch.clamp(ratio, 1 - params.epsilon_low, 1 + params.epsilon_high)
-    objective = torch.min(ratio * advantages, clipped_ratio * advantages)
-    is_clipped = ((ratio < 1 - params.epsilon_low) & (advantages < 0)) | (
-        (ratio > 1 + params.epsilon_high) & (advantages > 0)
-    )
+    objective, is_clipped = ppo_clip(ratio, advantages, params.epsilon_low, params.epsilon_high)
     metrics = shift_metrics(logp, behaviour_logp, mask)
     metrics["frac/clipped"] = masked_fraction(is_clipped, mask)
     return ObjectiveOutput(-objective * mask, metrics)

@@ -58,13 +58,18 @@ class ObjectiveFn(Protocol):
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
-    """A registered family: its function, parameter model and the paper it comes from."""
+    """A registered family: its function, parameter model and the paper it comes from.
+
+    ``batch_level``: a token's loss depends on the other tokens of the batch (Clip-Cov and KL-Cov select
+    tokens by batch statistics), so its gradient weight is not a function of (π, μ, A) alone.
+    """
 
     name: str
     fn: ObjectiveFn
     params_model: type[ObjectiveParams]
     paper: str
     summary: str
+    batch_level: bool = False
 
     def parameters(self) -> list[tuple[str, Any, str]]:
         """(name, default, help) for every parameter, in declaration order."""
@@ -90,17 +95,40 @@ class Objective:
         mask: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> ObjectiveOutput:
+        """Shapes: logp, behaviour_logp, mask (B, T); advantages (B,) or (B, T).
+
+        Half-precision inputs are promoted to float32: the precision under study is the model's forward
+        (μ from a bf16/fp16 sampler), not the loss arithmetic, where exp(log r) overflows fp16 at r > 65504.
+        """
+        _check_shapes(logp, behaviour_logp, advantages, mask)
+        logp, behaviour_logp, advantages = (_promote(t) for t in (logp, behaviour_logp, advantages))
         if advantages.dim() == 1:
             advantages = advantages.unsqueeze(1)
         advantages = advantages.expand_as(logp)
         return self.spec.fn(logp, behaviour_logp, advantages, mask.to(logp.dtype), self.params, generator=generator)
 
 
+def _promote(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _check_shapes(logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: torch.Tensor,
+                  mask: torch.Tensor) -> None:
+    if logp.dim() != 2:
+        raise ValueError(f"logp must be (batch, tokens), got shape {tuple(logp.shape)}")
+    for name, t in (("behaviour_logp", behaviour_logp), ("mask", mask)):
+        if t.shape != logp.shape:
+            raise ValueError(f"{name} must have the shape of logp {tuple(logp.shape)}, got {tuple(t.shape)}")
+    if advantages.shape not in (logp.shape[:1], logp.shape):
+        raise ValueError(f"advantages must be (batch,) or (batch, tokens) = {tuple(logp.shape)}, "
+                         f"got {tuple(advantages.shape)}")
+
+
 _REGISTRY: dict[str, ObjectiveSpec] = {}
 
 
 def register_objective(
-    name: str, params: type[ObjectiveParams] = NoParams, paper: str = ""
+    name: str, params: type[ObjectiveParams] = NoParams, paper: str = "", batch_level: bool = False
 ) -> Callable[[ObjectiveFn], ObjectiveFn]:
     """Register an objective family under ``name``; a name already taken is refused, never overwritten."""
 
@@ -109,7 +137,7 @@ def register_objective(
             raise ValueError(f"objective {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
         _check_signature(name, fn, params)
         summary = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
-        _REGISTRY[name] = ObjectiveSpec(name, fn, params, paper, summary)
+        _REGISTRY[name] = ObjectiveSpec(name, fn, params, paper, summary, batch_level)
         return fn
 
     return decorator
@@ -157,6 +185,8 @@ def get_objective(name: str, **params: Any) -> Objective:
         bound = spec.params_model(**params)
     except ValidationError as err:
         first = err.errors()[0]
+        if not first["loc"]:  # a check across parameters: its message names them
+            raise ValueError(f"objective {spec.name!r} parameters: {first['msg']}") from None
         field_name = ".".join(str(p) for p in first["loc"])
         raise ValueError(f"objective {spec.name!r} parameter {field_name!r}: {first['msg']} "
                          f"(got {first.get('input')!r})") from None
@@ -173,9 +203,46 @@ def _load_plugin(path: str) -> ObjectiveSpec:
     if fn is None:
         raise ValueError(f"objective plugin {path!r}: module {module_name!r} has no attribute {attr!r}")
     # A plugin registered with the decorator is found under its registered name.
-    for spec in _REGISTRY.values():
-        if spec.fn is fn:
-            return spec
-    params = getattr(fn, "params", NoParams)
-    _check_signature(path, fn, params)
-    return ObjectiveSpec(path, fn, params, getattr(fn, "paper", ""), (inspect.getdoc(fn) or "").split("\n\n")[0])
+    spec = next((s for s in _REGISTRY.values() if s.fn is fn), None)
+    if spec is None:
+        params = getattr(fn, "params", NoParams)
+        _check_signature(path, fn, params)
+        summary = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
+        spec = ObjectiveSpec(path, fn, params, getattr(fn, "paper", ""), summary, getattr(fn, "batch_level", False))
+    _probe(path, spec)
+    return spec
+
+
+def _probe(path: str, spec: ObjectiveSpec) -> None:
+    """Call a plugin once on a tiny batch so that a broken contract fails at load time, not inside training."""
+    try:
+        params = spec.params_model()
+    except ValidationError:
+        return  # parameters without defaults: nothing to call it with until they are given
+    gen = torch.Generator().manual_seed(0)
+    logp = (-torch.rand(2, 3, generator=gen, dtype=torch.float64)).requires_grad_()
+    behaviour_logp = logp.detach() - 0.1 * torch.rand(2, 3, generator=gen, dtype=torch.float64)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    try:
+        out = Objective(spec, params)(logp, behaviour_logp, torch.tensor([1.0, -1.0], dtype=torch.float64), mask,
+                                      generator=gen)
+    except Exception as err:
+        raise ValueError(f"objective plugin {path!r} failed on a (2, 3) test batch: {err!r}") from err
+    problem = _contract_problem(out, logp, mask)
+    if problem:
+        raise ValueError(f"objective plugin {path!r} breaks the contract: {problem}")
+
+
+def _contract_problem(out: Any, logp: torch.Tensor, mask: torch.Tensor) -> str | None:
+    if not isinstance(out, ObjectiveOutput):
+        return f"it returned {type(out).__name__}, expected ObjectiveOutput(per_token_loss, metrics)"
+    loss = out.per_token_loss
+    if not isinstance(loss, torch.Tensor) or loss.shape != logp.shape:
+        return f"per_token_loss must be a {tuple(logp.shape)} tensor, got {getattr(loss, 'shape', type(loss))}"
+    if not loss.requires_grad:
+        return "per_token_loss is not differentiable with respect to logp"
+    if bool((loss.detach()[mask == 0] != 0).any()):
+        return "per_token_loss is not 0 where mask is 0"
+    if not all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in out.metrics.items()):
+        return "metrics must be a dict[str, float]"
+    return None

@@ -1,12 +1,18 @@
-"""Advantage weighting of a quadratic regulariser (DRPO, SPO): an ablation axis."""
+"""The advantage-weighted quadratic regulariser of DRPO and SPO, and its weighting (an ablation axis)."""
 
 from __future__ import annotations
 
-import torch
+from typing import Annotated, Literal
 
-ADVANTAGE_WEIGHT_HELP = (
-    "weight of the regulariser: abs = |A| (paper), const = 1 (the boundary moves with |A|), square = A²"
-)
+import torch
+from pydantic import Field
+
+from .common import negative_weight_fraction
+
+# The parameter type DRPO and SPO declare: `advantage_weight: AdvantageWeight = "abs"`.
+AdvantageWeight = Annotated[Literal["abs", "const", "square"], Field(
+    description="weight of the regulariser: abs = |A| (paper), const = 1 (the boundary moves with |A|), square = A²"
+)]
 
 
 def advantage_weight(advantages: torch.Tensor, mode: str) -> torch.Tensor:
@@ -19,3 +25,17 @@ def advantage_weight(advantages: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == "const":
         return torch.ones_like(a)
     raise ValueError(f"advantage_weight must be one of abs, const, square; got {mode!r}")
+
+
+def regularised_ratio(
+    ratio: torch.Tensor, advantages: torch.Tensor, shift: torch.Tensor, size: float, mode: str, mask: torch.Tensor
+) -> tuple[torch.Tensor, float]:
+    """J = r·A − w(A)/(2·size)·shift·(r−1), and the fraction of valid tokens whose weight g opposes A.
+
+    ``shift`` is proportional to r−1 (SPO: r−1; DRPO: π−μ = μ(r−1)), so the penalty is quadratic in r and
+    g = r·(A − w(A)·shift/size): 0 where the shift reaches ``size`` in the direction A pushes.
+    """
+    weight = advantage_weight(advantages, mode)
+    objective = ratio * advantages - weight / (2 * size) * shift * (ratio - 1)
+    # g/r has the sign of g.
+    return objective, negative_weight_fraction(advantages - weight * shift.detach() / size, advantages, mask)

@@ -1,0 +1,84 @@
+"""DESIGN.md's closed-form gradient weights g_t, written independently of the objectives (numpy, float64).
+
+Each takes π, μ, A (arrays of one shape) and the objective's parameters, and returns g = ∂J/∂log π per token.
+``w`` is the advantage weighting of the quadratic regularisers: |A| (abs), 1 (const) or A² (square).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+WEIGHTS = {"abs": np.abs, "const": np.ones_like, "square": np.square}
+
+
+def pg(pi, mu, a):
+    return pi / mu * a
+
+
+def grpo(pi, mu, a, epsilon_low=0.2, epsilon_high=0.2):
+    r = pi / mu
+    clipped = ((a > 0) & (r > 1 + epsilon_high)) | ((a < 0) & (r < 1 - epsilon_low))
+    return r * a * ~clipped
+
+
+def pushed(pi, mu, a):
+    """The token moved the way its advantage pushes it."""
+    return ((a > 0) & (pi > mu)) | ((a < 0) & (pi < mu))
+
+
+def tv(pi, mu):
+    return np.abs(pi - mu)
+
+
+def bernoulli_kl(pi, mu):
+    return mu * np.log(mu / pi) + (1 - mu) * np.log((1 - mu) / (1 - pi))
+
+
+def dppo_tv(pi, mu, a, delta=0.15, clip_c=20.0):
+    keep = ~(pushed(pi, mu, a) & (tv(pi, mu) > delta))
+    return np.minimum(pi / mu, clip_c) * a * keep
+
+
+def dppo_kl(pi, mu, a, delta=0.05, clip_c=20.0):
+    keep = ~(pushed(pi, mu, a) & (bernoulli_kl(pi, mu) > delta))
+    return np.minimum(pi / mu, clip_c) * a * keep
+
+
+def spo(pi, mu, a, epsilon=0.2, advantage_weight="abs"):
+    r = pi / mu
+    if advantage_weight == "abs":  # the table's form
+        return r * a * (1 - np.sign(a * (r - 1)) * np.abs(r - 1) / epsilon)
+    return r * (a - WEIGHTS[advantage_weight](a) * (r - 1) / epsilon)
+
+
+def drpo(pi, mu, a, delta=0.15, advantage_weight="abs"):
+    r = pi / mu
+    if advantage_weight == "abs":  # the table's form
+        return r * a * (1 - np.sign(a * (r - 1)) * np.abs(pi - mu) / delta)
+    return r * (a - WEIGHTS[advantage_weight](a) * (pi - mu) / delta)
+
+
+def kl_cov_penalised(pi, mu, a, beta=1.0):
+    """A token KL-Cov selected: r·A − β·sign(log r)."""
+    return pi / mu * a - beta * np.sign(np.log(pi / mu))
+
+
+def covariance(logp, a, valid):
+    """Cov_t over the valid tokens."""
+    return (a - a[valid].mean()) * (logp - logp[valid].mean())
+
+
+CLOSED_FORMS = {"pg": pg, "grpo": grpo, "dppo_tv": dppo_tv, "dppo_kl": dppo_kl, "spo": spo, "drpo": drpo}
+
+
+def near_an_edge(name, pi, mu, a, params, tol=1e-9):
+    """Tokens within float noise of a discontinuity (clip edge, mask edge), where either side is right."""
+    r = pi / mu
+    if name == "grpo":
+        high, low = params.get("epsilon_high", 0.2), params.get("epsilon_low", 0.2)
+        return (np.abs(r - 1 - high) < tol) | (np.abs(r - 1 + low) < tol)
+    if name == "dppo_tv":
+        return np.abs(tv(pi, mu) - params.get("delta", 0.15)) < tol
+    if name == "dppo_kl":
+        return np.abs(bernoulli_kl(pi, mu) - params.get("delta", 0.05)) < tol
+    return np.zeros_like(r, dtype=bool)

@@ -1,0 +1,70 @@
+"""DPPO: Divergence Proximal Policy Optimization, binary TV and binary KL trust regions.
+
+    J_t = sg(min(r, C))·M_t·A·log π,      g_t = min(r, C)·A·M_t
+    M_t = 0  iff  D(μ, π) > δ  and the token moved the way its advantage pushes
+                  (A > 0 and π > μ, or A < 0 and π < μ)
+    D_TV = |π − μ|,    D_KL = μ·log(μ/π) + (1−μ)·log((1−μ)/(1−π))   (sampled token vs the rest)
+
+The mask replaces PPO's ratio clip with a divergence on the probabilities themselves, and it is
+directional: a token moving back toward μ keeps its gradient (and A = 0 never counts as masked: it
+has no gradient to lose). C truncates the importance weight.
+Qi et al., Rethinking the Trust Region in LLM Reinforcement Learning, arXiv 2602.04879.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from .common import log_ratio, masked_fraction, shift_metrics
+from .registry import ObjectiveOutput, ObjectiveParams, register_objective
+
+CLIP_C_HELP = "truncation C of the stop-gradient importance weight min(r, C)"
+
+
+class DPPOTVParams(ObjectiveParams):
+    delta: float = Field(0.15, gt=0, description="trust region δ on the total variation |π−μ|")
+    clip_c: float = Field(20.0, gt=0, description=CLIP_C_HELP)
+
+
+class DPPOKLParams(ObjectiveParams):
+    delta: float = Field(0.05, gt=0, description="trust region δ on the binary KL(μ‖π)")
+    clip_c: float = Field(20.0, gt=0, description=CLIP_C_HELP)
+
+
+def binary_kl(logp: torch.Tensor, behaviour_logp: torch.Tensor) -> torch.Tensor:
+    """KL(μ‖π) between Bernoulli(μ) and Bernoulli(π): the sampled token against all the others."""
+    # −expm1(log p) is 1−p without cancellation near p = 1; π = 1 > μ gives +inf (outside any trust region).
+    rest_mu = -torch.expm1(behaviour_logp)
+    rest = rest_mu * (torch.log(rest_mu) - torch.log(-torch.expm1(logp)))
+    # μ = 1 has no rest: 0·(−inf) is NaN there and 0 is its limit.
+    return behaviour_logp.exp() * (behaviour_logp - logp) + rest.nan_to_num_(nan=0.0, posinf=torch.inf)
+
+
+def _dppo(logp, behaviour_logp, advantages, mask, outside: torch.Tensor, clip_c: float) -> ObjectiveOutput:
+    """The masked, truncated-IS policy gradient shared by both divergences; ``outside`` is D > δ."""
+    with torch.no_grad():
+        log_r = log_ratio(logp, behaviour_logp)
+        # Moved the way the advantage pushes: A and π−μ share a sign (0 for either means not pushed).
+        dropped = outside & (advantages * log_r > 0)
+        # The whole gradient weight g = min(r, C)·M·A is a constant: the loss is linear in log π.
+        grad_weight = log_r.exp_().clamp_(max=clip_c).masked_fill_(dropped, 0.0) * advantages * mask
+    metrics = shift_metrics(logp, behaviour_logp, mask)
+    metrics["frac/masked"] = masked_fraction(dropped, mask)
+    return ObjectiveOutput(-grad_weight * logp, metrics)
+
+
+@register_objective("dppo_tv", params=DPPOTVParams, paper="arXiv 2602.04879")
+def dppo_tv(logp, behaviour_logp, advantages, mask, params: DPPOTVParams, generator=None) -> ObjectiveOutput:
+    """Truncated-IS policy gradient with a directional mask on |π−μ| > δ (DPPO-Binary-TV)."""
+    with torch.no_grad():
+        outside = (logp.exp() - behaviour_logp.exp()).abs() > params.delta
+    return _dppo(logp, behaviour_logp, advantages, mask, outside, params.clip_c)
+
+
+@register_objective("dppo_kl", params=DPPOKLParams, paper="arXiv 2602.04879")
+def dppo_kl(logp, behaviour_logp, advantages, mask, params: DPPOKLParams, generator=None) -> ObjectiveOutput:
+    """Truncated-IS policy gradient with a directional mask on the binary KL(μ‖π) > δ (DPPO-Binary-KL)."""
+    with torch.no_grad():
+        outside = binary_kl(logp, behaviour_logp) > params.delta
+    return _dppo(logp, behaviour_logp, advantages, mask, outside, params.clip_c)

@@ -12,6 +12,7 @@ every update made from the batch.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,6 +27,42 @@ def fp8_round_trip(weight: torch.Tensor) -> torch.Tensor:
     """Quantise to float8 e4m3 with a per-tensor scale (as fp8 serving does) and back."""
     scale = weight.abs().amax().float().clamp(min=1e-12) / FP8_MAX
     return ((weight.float() / scale).to(FP8).float() * scale).to(weight.dtype)
+
+
+@dataclass
+class Generation:
+    prompt_ids: list[list[int]]
+    completion_ids: list[list[int]]  # cut after the first EOS (kept)
+    texts: list[str]  # completions decoded without special tokens
+    logprobs: list[list[float]]  # log-prob of each sampled token under the sampling model (empty when greedy)
+
+
+@torch.no_grad()
+def generate(model: torch.nn.Module, tokenizer: Any, prompts: list[str], max_new_tokens: int,
+             temperature: float | None) -> Generation:
+    """Sample (``temperature``) or decode greedily (None) one completion per prompt, left-padded in one batch."""
+    device = next(model.parameters()).device
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(device)
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature else \
+        {"do_sample": False}
+    out = model.generate(**batch, **sampling, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id, output_logits=temperature is not None,
+                         return_dict_in_generate=True)
+    new_tokens = out.sequences[:, batch["input_ids"].shape[1]:]
+    if temperature:
+        # log μ of the sampled token, in fp32 from the sampler's logits (an inference engine does the same).
+        logits = torch.stack(out.logits, dim=1).float() / temperature
+        logps = torch.gather(F.log_softmax(logits, dim=-1), 2, new_tokens.unsqueeze(-1)).squeeze(-1).tolist()
+    else:
+        logps = [[] for _ in prompts]
+    prompt_ids, completion_ids, logprobs = [], [], []
+    for row, keep, ids, lp in zip(batch["input_ids"], batch["attention_mask"], new_tokens.tolist(), logps):
+        length = next((i + 1 for i, t in enumerate(ids) if t == tokenizer.eos_token_id), len(ids))
+        prompt_ids.append(row[keep.bool()].tolist())
+        completion_ids.append(ids[:length])
+        logprobs.append(lp[:length])
+    texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+    return Generation(prompt_ids, completion_ids, texts, logprobs)
 
 
 class RolloutEngine:
@@ -45,7 +82,6 @@ class RolloutEngine:
         self.temperature = temperature
         self.sampler = copy.deepcopy(policy).to(ROLLOUT_DTYPES[precision]).eval()
         self.sampler.requires_grad_(False)
-        self.eos_ids = {tokenizer.eos_token_id}
 
     @torch.no_grad()
     def sync(self, policy: torch.nn.Module) -> None:
@@ -56,36 +92,10 @@ class RolloutEngine:
             if self.precision == "fp8" and param.dim() >= 2:
                 param.copy_(fp8_round_trip(param))
 
-    @torch.no_grad()
     def sample(self, prompts: list[str]) -> dict[str, list[list[Any]]]:
         """Sample one completion per prompt; return prompt ids, completion ids (cut after EOS) and μ."""
-        device = next(self.sampler.parameters()).device
-        batch = self.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(device)
-        out = self.sampler.generate(
-            **batch,
-            do_sample=True,
-            temperature=self.temperature,
-            top_k=0,
-            top_p=1.0,
-            max_new_tokens=self.max_new_tokens,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
-        new_tokens = out.sequences[:, batch["input_ids"].shape[1]:]
-        # log μ of the sampled token, in fp32 from the sampler's logits (an inference engine does the same).
-        logits = torch.stack(out.logits, dim=1).float() / self.temperature
-        logps = torch.gather(F.log_softmax(logits, dim=-1), 2, new_tokens.unsqueeze(-1)).squeeze(-1)
-
-        prompt_ids, completion_ids, logprobs = [], [], []
-        for row, keep, ids, lp in zip(batch["input_ids"], batch["attention_mask"], new_tokens.tolist(),
-                                      logps.tolist()):
-            length = next((i + 1 for i, t in enumerate(ids) if t in self.eos_ids), len(ids))
-            prompt_ids.append(row[keep.bool()].tolist())
-            completion_ids.append(ids[:length])
-            logprobs.append(lp[:length])
-        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
+        out = generate(self.sampler, self.tokenizer, prompts, self.max_new_tokens, self.temperature)
+        return {"prompt_ids": out.prompt_ids, "completion_ids": out.completion_ids, "logprobs": out.logprobs}
 
     def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list[list[Any]]]:
         # The trainer moves the policy to its device after the copy was taken; follow it once.

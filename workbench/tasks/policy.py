@@ -1,0 +1,157 @@
+"""The policy a run trains: the built-in tiny model (warm-started, cached) or a real one (hub id, local folder).
+
+The tiny policy is a 2-layer Qwen2-shaped model over a character tokenizer built in code, warm-started
+by a short supervised phase on the task's imperfect teacher. The warm start is deterministic (fixed
+seed, independent of the run's seed: every run of a sweep starts from the same base policy) and cached
+under ``$WORKBENCH_CACHE`` (default ``~/.cache/workbench``), keyed by everything that shapes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config,
+                          Qwen2ForCausalLM)
+from transformers.utils import logging as hf_logging
+
+from ..config import ConfigError
+from .base import Task
+
+# Loading a 1 MB model prints shard progress bars into every run's output otherwise.
+hf_logging.disable_progress_bar()
+
+PAD, EOS = "<pad>", "<eos>"
+TINY_SHAPE = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+              "intermediate_size": 256, "max_position_embeddings": 64}
+WARM_START = {"seed": 0, "steps": 600, "batch_size": 64, "learning_rate": 3e-3}
+CACHE_VERSION = 1  # bump when the warm start changes in a way the key does not see
+
+
+def char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
+    """One token per character, plus padding and end of sequence; decoding concatenates."""
+    vocab = {PAD: 0, EOS: 1, **{c: i + 2 for i, c in enumerate(sorted(set(alphabet)))}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token=PAD))
+    backend.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, eos_token=EOS)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench"))
+
+
+def load_policy(model: str, lora: Any, task: Task, seed: int = 0) -> tuple[torch.nn.Module, Any]:
+    """(model, tokenizer) for a RunConfig's ``model`` and ``lora``; bad input raises ConfigError."""
+    if model == "tiny":
+        folder = tiny_policy_folder(task)
+    elif Path(model).expanduser().is_dir():
+        folder = Path(model).expanduser()
+    elif model.startswith((".", "/", "~")) or model.count("/") != 1:
+        raise ConfigError(f"model: {model!r} is neither 'tiny', an existing folder nor a hub id 'org/name'")
+    else:
+        folder = model
+    try:
+        policy = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as err:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = " (HF_HUB_OFFLINE=1: download it where there is a network and pass the local folder)" if offline else ""
+        raise ConfigError(f"model: cannot load {model!r}{hint}: {str(err).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    policy.generation_config.pad_token_id = tokenizer.pad_token_id
+    if lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        torch.manual_seed(seed)  # the adapter's initialisation is the run's
+        policy = get_peft_model(policy, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                   target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+    return policy, tokenizer
+
+
+def tiny_policy_folder(task: Task) -> Path:
+    """The cached warm-started tiny policy for ``task``, built once (under a lock: sweep workers race)."""
+    key_source = json.dumps({"task": type(task).__qualname__, "params": _task_key(task),
+                             "shape": TINY_SHAPE, "warm_start": WARM_START, "version": CACHE_VERSION},
+                            sort_keys=True, default=str)
+    folder = cache_root() / "tiny" / f"{task.name}-{hashlib.sha256(key_source.encode()).hexdigest()[:12]}"
+    if (folder / "config.json").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "config.json").exists():
+            staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+            try:
+                model, tokenizer = warm_start(task)
+                model.save_pretrained(staging)
+                tokenizer.save_pretrained(staging)
+                (staging / "warm_start.json").write_text(key_source)
+                os.replace(staging, folder)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _task_key(task: Task) -> dict[str, Any]:
+    """The task's constructor state, which decides what its teacher says."""
+    return {k: v for k, v in vars(task).items() if isinstance(v, (int, float, str, bool))}
+
+
+def warm_start(task: Task) -> tuple[Qwen2ForCausalLM, PreTrainedTokenizerFast]:
+    """Supervised warm start of a fresh tiny model on the task's teacher (loss on the completion only)."""
+    tokenizer = char_tokenizer(task.alphabet)
+    config = Qwen2Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,
+                         tie_word_embeddings=True, **TINY_SHAPE)
+    rng = random.Random(WARM_START["seed"])
+    with _seeded(WARM_START["seed"]):
+        model = Qwen2ForCausalLM(config)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=WARM_START["learning_rate"])
+        model.train()
+        for _ in range(WARM_START["steps"]):
+            ids, labels = _teacher_batch(task, tokenizer, rng, WARM_START["batch_size"])
+            logits = model(input_ids=ids, attention_mask=(ids != tokenizer.pad_token_id).long()).logits
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model, tokenizer
+
+
+def _teacher_batch(task: Task, tokenizer: Any, rng: random.Random, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded prompt+completion+EOS ids, and labels that score the completion and EOS only."""
+    rows, labels = [], []
+    for _ in range(size):
+        prompt, completion = task.teacher(rng)
+        p = tokenizer(prompt)["input_ids"]
+        c = tokenizer(completion)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append(p + c)
+        labels.append([-100] * len(p) + c)
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id
+    return (torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+            torch.tensor([l + [-100] * (width - len(l)) for l in labels]))
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Seed torch for a block without disturbing the caller's random stream."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

@@ -12,13 +12,16 @@ import argparse
 import json
 import os
 import statistics
+import warnings
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+warnings.filterwarnings("ignore", category=FutureWarning)
 
+from transformers import PrinterCallback  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from workbench.config import RunConfig  # noqa: E402
@@ -43,7 +46,9 @@ def step_times(workbench: bool, cfg: RunConfig, folder: Path) -> list[float]:
         trainer = WorkbenchGRPOTrainer(**common, objective=get_objective("grpo"), recorder=recorder,
                                        histogram_every=cfg.tracking.histogram_every)
     else:
-        trainer = GRPOTrainer(**common)
+        stock_args = _grpo_args(cfg.model_copy(update={"objective": "trl:grpo"}), folder)  # loss_type="grpo"
+        trainer = GRPOTrainer(**{**common, "args": stock_args})
+    trainer.remove_callback(PrinterCallback)
     times: list[float] = []
     original_log = trainer.log
 

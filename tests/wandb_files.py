@@ -8,6 +8,7 @@ The file is a ':W&B' header (7 bytes) followed by LevelDB-log framed protobuf ``
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,6 +29,8 @@ def records(path: Path) -> Iterator[Any]:
             continue
         length = int.from_bytes(data[pos + 4:pos + 6], "little")
         kind = data[pos + 6]
+        if pos + HEADER + length > len(data):  # a record still being written
+            return
         chunk = data[pos + HEADER:pos + HEADER + length]
         pos += HEADER + length
         if kind == 0:
@@ -60,8 +63,16 @@ def run_info(path: Path) -> dict[str, Any]:
     raise AssertionError(f"{path} holds no run record")
 
 
-def run_file(run_dir: Path) -> Path:
-    """The single run-*.wandb file under a run folder."""
+def run_file(run_dir: Path, timeout: float = 60.0) -> Path:
+    """The single run-*.wandb file under a run folder, once W&B has written its exit record.
+
+    wandb-core writes the file from its own process and `finish()` can return before the last
+    records reach the disk, so a reader that does not wait sees a run with no history.
+    """
     found = sorted(Path(run_dir).glob("wandb/*run-*/run-*.wandb"))
     assert len(found) == 1, f"expected one W&B run file under {run_dir}, found {found}"
+    deadline = time.monotonic() + timeout
+    while not any(r.WhichOneof("record_type") == "exit" for r in records(found[0])):
+        assert time.monotonic() < deadline, f"{found[0]} has no exit record after {timeout} s"
+        time.sleep(0.2)
     return found[0]

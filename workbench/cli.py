@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -25,6 +26,8 @@ app.add_typer(sweep_app, name="sweep")
 app.add_typer(report_app, name="report")
 
 console = Console()
+# transformers 5 renames gradient-checkpointing APIs that TRL still calls: deprecation notices the user cannot act on.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -95,3 +98,82 @@ def objectives_plot(
         raise typer.Exit(2) from None
     for path in paths:
         console.print(str(path), soft_wrap=True)
+
+
+
+# ---- sweep -----------------------------------------------------------------------------------------
+
+
+@sweep_app.command("launch")
+@user_errors
+def sweep_launch(
+    sweep_file: Path = typer.Argument(..., help="sweep YAML file (see sweeps/quickstart.yaml)"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="worker processes [default: the file's]"),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="Optuna RDB URL shared by many machines, e.g. postgresql://user:pw@host/db "
+                                "[default: the file's, else a journal file in the sweep folder]"),
+    force_new: bool = typer.Option(False, "--force-new",
+                                   help="start a new study even if the file changed; the old folder is kept "
+                                        "as NAME.old-<time>"),
+) -> None:
+    """Run (or continue) a sweep: trials in N worker processes, interrupted ones re-run, finished ones kept."""
+    from .sweeps.launch import launch
+
+    counts = launch(sweep_file, workers, storage, force_new, console=console)
+    console.print(f"done: {counts.line()}", soft_wrap=True)
+
+
+@sweep_app.command("status")
+@user_errors
+def sweep_status(
+    name: str = typer.Argument(..., help="sweep name (a folder under runs/sweeps or $WORKBENCH_SWEEPS)"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="RDB URL [default: the one it was launched with]"),
+) -> None:
+    """The table of trials (parameters, value, state, seeds done) and the best configuration per objective."""
+    from .sweeps.status import best_table, tally, trials_table
+    from .sweeps.store import open_study
+
+    study = open_study(name, storage=storage)
+    console.print(trials_table(study))
+    console.print(best_table(study))
+    console.print(tally(study.get_trials(deepcopy=False)).line(), soft_wrap=True)
+
+# ---- report ----------------------------------------------------------------------------------------
+
+
+@report_app.command("build")
+@user_errors
+def report_build(
+    name: str = typer.Argument(..., help="sweep name (a folder under runs/sweeps or $WORKBENCH_SWEEPS)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="report folder [default: reports/NAME]"),
+    baseline: Optional[str] = typer.Option(
+        None, "--baseline", help="objective the others are compared against [default: grpo when the sweep ran it]"),
+    wandb_: bool = typer.Option(False, "--wandb", help="also publish a W&B report when logged in"),
+) -> None:
+    """Build report.md, report.html (self-contained) and the figures of a sweep, finished or still running."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .analysis.report import STEPS, build_report
+
+    with Progress(TextColumn("[bold]report[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("", total=STEPS)
+        built = build_report(name, out, baseline, on_step=lambda stage: bar.update(task, description=stage, advance=1))
+    console.print(f"report: {built.folder / 'report.md'}\n        {built.folder / 'report.html'}", soft_wrap=True)
+    for note in built.comparison.notes:
+        console.print(f"note: {note}", soft_wrap=True)
+    if wandb_:
+        _publish_wandb(built)
+
+
+def _publish_wandb(built) -> None:
+    from .analysis.wandb_report import publish, skip_reason
+
+    reason = skip_reason()
+    if reason:
+        console.print(f"W&B report: skipped, {reason}; the local report above is complete.", soft_wrap=True)
+        return
+    try:
+        console.print(f"W&B report: {publish(built.sweep, built.comparison)}", soft_wrap=True)
+    except Exception as err:  # noqa: BLE001 - publishing is a courtesy; the local report is already written
+        console.print(f"W&B report: not published ({type(err).__name__}: {err})", soft_wrap=True)

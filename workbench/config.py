@@ -75,15 +75,15 @@ class RunConfig(BaseModel):
     prompts_per_step: int = Field(8, ge=1, description="distinct prompts per optimizer step")
     num_generations: int = Field(8, ge=2, description="group size G: completions per prompt")
     gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    max_steps: int = Field(100, ge=1, description="optimizer steps")
+    max_steps: int = Field(400, ge=1, description="optimizer steps")
     max_completion_length: int = Field(8, ge=1, description="tokens sampled per completion at most")
     temperature: float = Field(1.0, gt=0, description="sampling temperature (training and sampled eval)")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
 
     # Evaluation.
-    eval_every: int = Field(25, ge=1, description="evaluate held-out accuracy every N steps (and at the end)")
-    eval_prompts: int = Field(64, ge=1, description="held-out prompts per evaluation")
-    eval_samples: int = Field(4, ge=1, description="k samples per held-out prompt; accuracy is their mean")
+    eval_every: int = Field(50, ge=1, description="evaluate held-out accuracy every N steps (and at the end)")
+    eval_prompts: int = Field(80, ge=1, description="held-out prompts per evaluation (the built-in split has 80)")
+    eval_samples: int = Field(8, ge=1, description="k samples per held-out prompt; accuracy is their mean")
 
     seed: int = Field(0, ge=0, description="seed of data order, sampling and initialisation")
     output_dir: Path = Field(Path("runs"), description="folder under which the run's folder is created")

@@ -130,9 +130,9 @@ class _ProgressCallback(TrainerCallback):
         self.progress, self.task_id = progress, task_id
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        logs = logs or {}
-        self.progress.update(self.task_id, completed=state.global_step,
-                             reward=logs.get("reward", float("nan")), tv=logs.get("tv/mean", float("nan")))
+        # The end-of-training log line has no step metrics: keep the last ones shown.
+        shown = {field: logs[key] for field, key in (("reward", "reward"), ("tv", "tv/mean")) if key in (logs or {})}
+        self.progress.update(self.task_id, completed=state.global_step, **shown)
 
 
 def run_eval(run: PreparedRun, model: torch.nn.Module, seed: int) -> dict[str, float]:

@@ -10,12 +10,16 @@ the inputs it hands ``_compute_loss``.
 from __future__ import annotations
 
 import math
+import os
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
 import torch
-from trl import GRPOTrainer
+
+# rollout_func is experimental in TRL; the pin and tests/test_trainer.py guard it, so its notice is noise.
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+from trl import GRPOTrainer  # noqa: E402
 
 from .objectives import Objective
 from .objectives.common import masked_mean

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import wandb_files
-from runs import tiny_run
+from runs import tiny_config, tiny_run
 from workbench.objectives import available_objectives, get_objective
+from workbench.runner import prepare_run, train
 from workbench.tracking import load_run
 from workbench.trainer import HISTOGRAMS, SCALARS
 
@@ -99,3 +100,14 @@ def test_nan_loss_is_recorded_as_a_failure(tmp_path):
     assert result.summary["status"] == "failed"
     assert "\n" not in result.summary["failure"]
     assert load_run(result.run_dir).summary["status"] == "failed"
+
+
+def test_lora_run_trains_the_adapter_and_leaves_the_base_weights(tmp_path):
+    prepared = prepare_run(tiny_config(tmp_path, objective="drpo", lora={"r": 4, "alpha": 8}, max_steps=2))
+    before = {n: p.detach().clone() for n, p in prepared.model.named_parameters()}
+    result = train(prepared)
+    assert result.summary["status"] == "finished", result.summary.get("failure")
+    after = dict(prepared.model.named_parameters())
+    changed = {n for n, p in before.items() if not torch.equal(p, after[n].detach())}
+    assert changed and all("lora_" in n for n in changed)
+    assert load_run(result.run_dir).scalars[1]["tv/mean"] > 0  # the bf16 sampler copy carries the adapter too

@@ -18,12 +18,24 @@ everything a report needs besides the run folders:
     seed_values      dict[str, float]    seed → final value of the sweep's metric (finished seeds only)
     aggregate        "mean" | "iqm"      how seed_values became the trial's value
     failure          str                 one-line reason, on failed trials
+    host             str                 machine that ran the trial (run_dirs live in its sweep folder)
+    retry_of         int                 on a re-run: the number of the interrupted trial it replaces
+
+A trial that was running when its process died is marked FAIL and re-run as a new trial (Optuna's
+RetryHeartbeatStaleTrialCallback: system attribute ``failed_trial`` and user attribute ``retry_of`` on the
+re-run). Reports skip a FAIL trial whose number is another trial's ``retry_of``: it was interrupted,
+not a failed configuration. WAITING trials are the budget not spent yet (see sweeps.study).
+
+The study's user attributes hold ``spec`` (the sweep identity: the SweepSpec without workers, storage,
+budget.minutes) and ``spec_hash``, so every machine sharing a database checks its file against them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +61,38 @@ def existing_sweeps(root: str | Path | None = None) -> list[str]:
     return sorted(p.parent.name for p in base.glob(f"*/{META}")) if base.is_dir() else []
 
 
+HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120
+MAX_RETRY = 3  # a trial that kills its process every time (OOM kill) stops being retried
+
+
 def make_storage(folder: Path, url: str | None) -> optuna.storages.BaseStorage:
-    """The journal file in the sweep folder, or the RDB at ``url`` (PostgreSQL for many machines)."""
+    """The journal file in the sweep folder, or the RDB at ``url`` (PostgreSQL for many machines).
+
+    With the RDB, a worker beats every HEARTBEAT_SECONDS while its trial runs; a trial whose beat is
+    older than GRACE_SECONDS (its machine died) is failed and re-queued by the next worker to claim a trial.
+    """
     if url:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120)
+        check_storage(url)
+        return _rdb_storage(url)
     backend = optuna.storages.journal.JournalFileBackend(str(folder / JOURNAL))
     return optuna.storages.JournalStorage(backend)
+
+
+def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    from sqlalchemy.exc import IntegrityError
+
+    pauses = [1.0, 2.0]
+    while True:
+        try:
+            with warnings.catch_warnings():  # heartbeat and retry are experimental in Optuna, and what we need
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY))
+        except IntegrityError:  # two machines creating the schema of an empty database at once: the other won
+            if not pauses:
+                raise
+            time.sleep(pauses.pop(0))
 
 
 def read_meta(name: str, root: str | Path | None = None) -> dict[str, Any]:
@@ -72,3 +110,35 @@ def open_study(name: str, root: str | Path | None = None, storage: str | None = 
     meta = read_meta(name, root)
     url = storage or (meta.get("storage") if meta.get("storage") != JOURNAL else None)
     return optuna.load_study(study_name=name, storage=make_storage(sweep_folder(name, root), url))
+
+
+def check_storage(url: str) -> None:
+    """Refuse a database URL that cannot be reached, before anything is created in it or on disk."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args=_connect_timeout(url))
+    except Exception as err:  # noqa: BLE001 - an unknown dialect or malformed URL, reported as bad input
+        raise ConfigError(f"storage {_redact(url)}: not a usable database URL ({str(err).splitlines()[0]})") from None
+    try:
+        with engine.connect():
+            pass
+    except Exception as err:  # noqa: BLE001 - refused, unknown host, bad password: all bad input
+        reason = str(getattr(err, "orig", err)).strip().splitlines()[0]
+        raise ConfigError(f"storage {_redact(url)}: cannot connect ({reason})") from None
+    finally:
+        engine.dispose()
+
+
+def _connect_timeout(url: str) -> dict[str, Any]:
+    return {"connect_timeout": 5} if url.startswith(("postgresql", "mysql")) else {}
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL too malformed to parse is shown as given
+        return url

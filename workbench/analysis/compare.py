@@ -1,0 +1,123 @@
+"""The comparison a report states: per-arm estimates over seeds, the baseline, the winner, flagged runs.
+
+Everything here is a value computed from :class:`~workbench.analysis.load.Sweep`; one numpy
+Generator, seeded by the caller, is consumed in a fixed order so two builds agree to the last digit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..config import ConfigError
+from . import stats
+from .load import Sweep, seed_scores
+
+FLAGGED_STATUSES = ("failed", "pruned", "running")
+
+
+@dataclass
+class ArmResult:
+    arm: str
+    objective: str
+    mean: stats.Estimate
+    iqm: stats.Estimate
+    # Against the baseline arm (None for the baseline itself, or when there is no baseline).
+    difference: stats.Estimate | None = None
+    improvement: stats.Estimate | None = None
+    welch: stats.Welch | None = None
+
+
+@dataclass
+class Comparison:
+    baseline_objective: str | None
+    baseline_arm: str | None
+    arms: list[ArmResult]  # best mean first
+    lead_arms: dict[str, str]  # objective → its best arm (the curves show these)
+    fits: dict[str, stats.EntropyFit | None]
+    flagged: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def winner(self) -> ArmResult | None:
+        return self.arms[0] if self.arms else None
+
+    def result(self, arm: str) -> ArmResult:
+        return next(a for a in self.arms if a.arm == arm)
+
+
+def choose_baseline(sweep: Sweep, baseline: str | None) -> str | None:
+    """The requested objective (an error if the sweep never ran it); by default grpo when present."""
+    objectives = sorted(sweep.trials["objective"].dropna().unique())
+    if baseline is None:
+        return "grpo" if "grpo" in objectives else None
+    if baseline not in objectives:
+        raise ConfigError(f"--baseline {baseline!r}: not an objective of sweep {sweep.name!r} "
+                          f"(objectives: {', '.join(objectives) or 'none yet'})")
+    return baseline
+
+
+def compare(sweep: Sweep, baseline: str | None, rng: np.random.Generator, reps: int = stats.REPS) -> Comparison:
+    finished = sweep.finished
+    scores = seed_scores(finished)
+    means = stats.interval_estimates(scores, stats.mean, rng, reps)
+    iqms = stats.interval_estimates(scores, stats.iqm, rng, reps)
+    objective_of = finished.drop_duplicates("arm").set_index("arm")["objective"].to_dict()
+    arms = sorted((ArmResult(a, objective_of[a], means[a], iqms[a]) for a in scores),
+                  key=lambda r: (-r.mean.value, r.arm))
+    lead_arms = {}
+    for result in arms:
+        lead_arms.setdefault(result.objective, result.arm)
+    baseline_arm = lead_arms.get(baseline) if baseline else None
+    if baseline_arm is not None:
+        base = scores[baseline_arm]
+        for result in arms:  # already in a fixed order
+            if result.arm == baseline_arm:
+                continue
+            x = scores[result.arm]
+            low, high = stats.bootstrap_ci(stats.mean_difference, (x, base), rng, reps)
+            result.difference = stats.Estimate(stats.mean_difference(x, base), low, high, len(x))
+            low, high = stats.bootstrap_ci(stats.probability_of_improvement, (x, base), rng, reps)
+            result.improvement = stats.Estimate(stats.probability_of_improvement(x, base), low, high, len(x))
+            result.welch = stats.welch_test(x, base)
+    fits = {objective: _entropy_fit(sweep, arm) for objective, arm in sorted(lead_arms.items())}
+    return Comparison(baseline, baseline_arm, arms, lead_arms, fits, flagged_runs(sweep), _notes(sweep, baseline))
+
+
+def _entropy_fit(sweep: Sweep, arm: str) -> stats.EntropyFit | None:
+    """R against H at the evaluation steps of the arm's finished runs, seeds pooled."""
+    rows = sweep.steps[(sweep.steps["arm"] == arm) & (sweep.steps["status"] == "finished") & (sweep.steps["step"] > 0)]
+    if sweep.metric not in rows or "entropy/mean" not in rows:
+        return None
+    rows = rows.dropna(subset=[sweep.metric, "entropy/mean"])
+    return stats.entropy_fit(rows["entropy/mean"].to_numpy(), rows[sweep.metric].to_numpy())
+
+
+def flagged_runs(sweep: Sweep) -> pd.DataFrame:
+    """Runs that did not finish or carry a flag (zero_shift: μ = π throughout, so the objectives could not differ)."""
+    runs = sweep.runs
+    if runs.empty:
+        return runs
+    has_flag = runs["flags"].map(bool) | runs["status"].isin(FLAGGED_STATUSES)
+    return runs[has_flag].sort_values(["trial", "seed"])
+
+
+def _notes(sweep: Sweep, baseline: str | None) -> list[str]:
+    trials = sweep.trials
+    notes = []
+    if sweep.still_running:
+        states = trials["state"].value_counts()
+        counts = ", ".join(f"{int(states.get(s, 0))} {word}" for s, word in
+                           (("COMPLETE", "complete"), ("RUNNING", "running"), ("WAITING", "queued")))
+        notes.append(f"The sweep is still running ({counts}): this report uses the {len(sweep.finished)} runs "
+                     "finished so far and will change when the sweep ends.")
+    failed = trials[trials["state"] == "FAIL"]
+    if len(failed):
+        reasons = "; ".join(f"trial {t.trial}: {t.failure or 'no reason recorded'}" for t in failed.itertuples())
+        notes.append(f"{len(failed)} trial(s) failed ({reasons}); their finished seeds are still used.")
+    if baseline is None:
+        notes.append("No baseline: the sweep has no grpo arm and --baseline was not given, so no arm is compared "
+                     "against one.")
+    return notes

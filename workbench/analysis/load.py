@@ -1,0 +1,156 @@
+"""A sweep → tidy pandas tables, read only through the sweep store contract and the run records.
+
+``steps`` has one row per run per logged step (columns: every parameter, objective, arm, trial,
+seed, run, status, step, wall_time and every metric); ``runs`` one row per run with its final value;
+``trials`` one row per Optuna trial; ``histograms`` one row per logged histogram. An *arm* is one
+configuration (objective + parameters): statistics pool the seeds of an arm, whichever trials ran it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from ..sweeps.store import open_study, read_meta, sweep_folder
+from ..tracking import STATUS_FINISHED, RunRecord, load_run
+
+DEFAULT_METRIC = "eval/accuracy"
+SYMBOLS = {"delta": "δ", "epsilon": "ε", "epsilon_low": "ε_lo", "epsilon_high": "ε_hi", "beta": "β"}
+RUN_KEYS = ("objective", "arm", "trial", "seed", "run")
+
+
+@dataclass
+class Sweep:
+    name: str
+    folder: Path
+    meta: dict[str, Any]
+    metric: str
+    study: optuna.Study
+    params: list[str]  # parameter columns, in the order they first appear
+    trials: pd.DataFrame
+    runs: pd.DataFrame
+    steps: pd.DataFrame
+    histograms: pd.DataFrame
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        """Runs that finished with a value: the only ones statistics use."""
+        return self.runs[(self.runs["status"] == STATUS_FINISHED) & self.runs["final"].notna()]
+
+    @property
+    def still_running(self) -> bool:
+        """Trials running or queued (WAITING: budget not spent yet), or runs not closed."""
+        return bool(self.trials["state"].isin(("RUNNING", "WAITING")).any() or (self.runs["status"] == "running").any())
+
+
+def load_sweep(name: str, root: str | Path | None = None, storage: str | None = None) -> Sweep:
+    """Read a sweep (finished, still running or partly failed); a missing name raises ConfigError."""
+    meta = read_meta(name, root)
+    folder = sweep_folder(name, root)
+    study = open_study(name, root, storage)
+    metric = (meta.get("spec") or {}).get("metric") or DEFAULT_METRIC
+    trials = study.get_trials(deepcopy=False)
+    # A FAIL trial that another trial re-ran was interrupted (its process died), not a failed configuration.
+    retried = {t.user_attrs.get("retry_of") for t in trials} - {None}
+    trials = [t for t in trials if not (t.state == optuna.trial.TrialState.FAIL and t.number in retried)]
+    settings = [_settings(t) for t in trials]
+    params = _parameter_columns(trials, settings)
+    varying = [p for p in params if len({_hashable(s.get(p)) for s in settings}) > 1]
+
+    trial_rows, run_rows, step_rows, hist_rows = [], [], [], []
+    for trial, setting in zip(trials, settings):
+        objective = trial.user_attrs.get("objective", "?")
+        arm = arm_label(objective, setting, varying)
+        base = {"objective": objective, "arm": arm, "trial": trial.number, **setting}
+        trial_rows.append({**base, "state": trial.state.name, "value": trial.value,
+                           "failure": trial.user_attrs.get("failure"), "seeds": len(trial.user_attrs.get("seeds", []))})
+        for seed, path in _run_dirs(folder, trial):
+            if not (path / "summary.json").is_file():
+                continue  # a seed that has not started yet
+            record = load_run(path)
+            run = {**base, "seed": seed, "run": str(path.relative_to(folder))}
+            run_rows.append({**run, **_run_facts(record, metric)})
+            step_rows.extend({**run, "status": record.summary.get("status"), **row} for row in record.scalars)
+            hist_rows.extend({**run, **h} for h in record.histograms)
+    return Sweep(name, folder, meta, metric, study, params, _frame(trial_rows, ["trial", "state"]),
+                 _frame(run_rows, [*RUN_KEYS, "status", "final"]), _frame(step_rows, [*RUN_KEYS, "step"]),
+                 _frame(hist_rows, [*RUN_KEYS, "step", "name", "edges", "counts"]))
+
+
+def _settings(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The trial's parameters: objective parameters, then other RunConfig fields (the objective's name
+    gets an ``objective.`` prefix only where both set the same name, e.g. β)."""
+    objective_params = trial.user_attrs.get("objective_params") or {}
+    run_fields = trial.user_attrs.get("run_fields") or {}
+    out = {(f"objective.{k}" if k in run_fields else k): v for k, v in objective_params.items()}
+    out.update(run_fields)
+    return out
+
+
+def _parameter_columns(trials: list[optuna.trial.FrozenTrial], settings: list[dict[str, Any]]) -> list[str]:
+    """Objective parameters first, then run fields, each in order of first appearance."""
+    fields = {k for t in trials for k in t.user_attrs.get("run_fields") or {}}
+    names = list(dict.fromkeys(k for s in settings for k in s))
+    return [k for k in names if k not in fields] + [k for k in names if k in fields]
+
+
+def _hashable(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+
+
+def arm_label(objective: str, setting: dict[str, Any], varying: list[str]) -> str:
+    """'drpo (δ=0.15, advantage_weight=abs)': the objective and the swept parameters that set this arm apart."""
+    shown = [f"{SYMBOLS.get(k, k)}={_format(setting[k])}" for k in varying if k in setting]
+    return f"{objective} ({', '.join(shown)})" if shown else objective
+
+
+def _format(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _run_dirs(folder: Path, trial: optuna.trial.FrozenTrial) -> list[tuple[int, Path]]:
+    """seed → run folder from the trial's ``run_dirs``; a trial still starting may not have written them
+    yet, so fall back to the contract's ``trials/<n>/seed-<s>/`` layout."""
+    run_dirs = trial.user_attrs.get("run_dirs") or {}
+    if run_dirs:
+        return sorted((int(seed), folder / rel) for seed, rel in run_dirs.items())
+    found = (folder / "trials" / str(trial.number)).glob("seed-*")
+    return sorted((int(p.name.removeprefix("seed-")), p) for p in found if p.name.removeprefix("seed-").isdigit())
+
+
+def _run_facts(record: RunRecord, metric: str) -> dict[str, Any]:
+    summary = record.summary
+    final = (summary.get("eval") or {}).get(metric)
+    last = record.scalars[-1] if record.scalars else {}
+    return {
+        "status": summary.get("status"),
+        "flags": list(summary.get("flags") or []),
+        "failure": summary.get("failure"),
+        "final": float(final) if final is not None and summary.get("status") == STATUS_FINISHED else np.nan,
+        "base": (summary.get("base_eval") or {}).get(metric, np.nan),
+        "last_step": int(last.get("step", 0)),
+        "wall_time": summary.get("wall_time", last.get("wall_time", np.nan)),
+    }
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """A frame that keeps its key columns even when empty (a sweep whose first trial has not started)."""
+    frame = pd.DataFrame(rows)
+    for column in columns:
+        if column not in frame:
+            frame[column] = pd.Series(dtype=object)
+    if "failure" in frame:  # pandas reads a missing string as NaN, which is truthy
+        frame["failure"] = frame["failure"].fillna("")
+    return frame
+
+
+def seed_scores(runs: pd.DataFrame, by: str = "arm") -> dict[str, np.ndarray]:
+    """{arm: final values of its finished seeds, ordered by seed} (the statistics' input)."""
+    return {key: group.sort_values("seed")["final"].to_numpy(dtype=np.float64)
+            for key, group in runs.groupby(by, sort=True)}

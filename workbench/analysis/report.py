@@ -1,0 +1,120 @@
+"""`workbench report build`: a sweep → report.md + figures + report.html + results.csv, written atomically.
+
+The folder is built beside its destination and renamed into place, so a reader never finds half a
+report and a sweep name that does not exist creates nothing. The bootstrap generator is seeded and
+PNGs carry no dates, so building twice gives identical files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import figures, sweep_figures, text
+from .compare import Comparison, choose_baseline, compare
+from .document import Block, Heading, Image, Paragraph, to_html, to_markdown
+from .figures import FigureInput, objective_colours, save
+from .load import Sweep, load_sweep
+
+SEED = 0
+# (file stem, title, what it shows, builder); the order is the order in the report.
+FIGURES: tuple[tuple[str, str, str, figures.Builder], ...] = (
+    ("learning_curves", "Learning curves",
+     "Held-out metric against optimizer step (left) and wall time (right): mean over seeds of each objective's "
+     "best arm, band = 95 % bootstrap interval over seeds.", figures.learning_curves),
+    ("entropy_curves", "Entropy", "Mean per-token policy entropy; band = 95 % bootstrap interval over seeds.",
+     figures.entropy_curves),
+    ("shift_curves", "Policy shift", "Mean total-variation shift |π − μ| between the trained policy and the "
+     "behaviour policy that sampled the tokens; band = 95 % bootstrap interval over seeds.", figures.shift_curves),
+    ("gradient_weights", "Gradient weights per token", "Distribution of g/A, the gradient weight each objective "
+     "really applied per token (read from autograd), at the first, middle and last logged step, seeds pooled.",
+     figures.gradient_histograms),
+    ("entropy_fit", "Entropy–performance fit", "R = −a·exp(H) + b fitted to (entropy, held-out metric) at the "
+     "evaluation steps (Cui et al., arXiv 2505.22617); the curve is extended to H = 0, the predicted ceiling.",
+     figures.entropy_performance),
+    ("geometry", "Objective geometry", "Gradient weight g/A against the probability shift π − μ at μ = 0.5, for "
+     "A > 0 (blue) and A < 0 (red), at each parameter setting the sweep ran.", sweep_figures.geometry),
+    ("delta_sensitivity", "δ sensitivity", "Final held-out metric against δ, seeds of the other swept parameters "
+     "pooled; points = means, bars = 95 % bootstrap intervals over seeds.", sweep_figures.delta_sensitivity),
+    ("precision", "Precision × objective", "Mean final held-out metric per objective and precision, averaged over "
+     "the other swept parameters.", sweep_figures.precision_heatmap),
+    ("importances", "Parameter importances", "Which swept parameters the trial value depends on (Optuna, "
+     "PED-ANOVA).", sweep_figures.parameter_importances),
+    ("history", "Optimisation history", "Each complete trial's value (the sweep's metric aggregated over its "
+     "seeds) in trial order.", sweep_figures.optimisation_history),
+)
+STEPS = 3 + len(FIGURES)  # load, statistics, figures…, write
+
+
+@dataclass
+class Built:
+    folder: Path
+    sweep: Sweep
+    comparison: Comparison
+    figures: dict[str, Path]  # stem → PNG
+    skipped: dict[str, str]  # stem → why it was not drawn
+
+
+def build_report(name: str, out: Path | None = None, baseline: str | None = None, root: Path | None = None,
+                 storage: str | None = None, on_step: Callable[[str], None] | None = None) -> Built:
+    """Build the report of sweep ``name`` into ``out`` (default reports/NAME); ``on_step`` hears each stage."""
+    step = on_step or (lambda _: None)
+    step("loading the sweep")
+    sweep = load_sweep(name, root, storage)
+    baseline = choose_baseline(sweep, baseline)
+    out = Path(out) if out is not None else Path("reports") / name
+    step("statistics over seeds")
+    rng = np.random.default_rng(SEED)
+    comparison = compare(sweep, baseline, rng)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        data = FigureInput(sweep, comparison, objective_colours(sorted(sweep.runs["objective"].unique())), rng)
+        drawn, skipped = {}, {}
+        for stem, title, _, builder in FIGURES:
+            step(f"figure: {title.lower()}")
+            result = builder(data)
+            if isinstance(result, str):
+                skipped[stem] = result
+            else:
+                drawn[stem] = save(result, tmp / f"{stem}.png")
+        step("writing report.md and report.html")
+        blocks = _blocks(sweep, comparison, drawn, skipped)
+        (tmp / "report.md").write_text(to_markdown(blocks))
+        (tmp / "report.html").write_text(to_html(blocks, f"Sweep {name}: comparison report", tmp))
+        text.results_frame(comparison).to_csv(tmp / "results.csv", index=False)
+        _replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Built(out, sweep, comparison, {k: out / v.name for k, v in drawn.items()}, skipped)
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Swap the new folder in with renames only: at every moment ``out`` is a whole report or absent."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _blocks(sweep: Sweep, comparison: Comparison, drawn: dict[str, Path], skipped: dict[str, str]) -> list[Block]:
+    blocks: list[Block] = [Heading(f"Sweep {sweep.name}: comparison report", 1), *text.summary(sweep, comparison),
+                           *text.tables(sweep, comparison)]
+    blocks.append(Heading("Figures"))
+    for stem, title, caption, _ in FIGURES:
+        blocks.append(Heading(title, 3))
+        if stem in drawn:
+            blocks.append(Image(drawn[stem].name, title, caption))
+        else:
+            blocks.append(Paragraph(f"Not drawn: {skipped[stem]}."))
+    blocks.extend(text.appendix(sweep, comparison))
+    return blocks

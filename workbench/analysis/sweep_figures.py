@@ -1,0 +1,147 @@
+"""Figures across the sweep's axes: objective geometry at the swept settings, δ sensitivity, precision ×
+objective, Optuna's parameter importances and optimisation history. A sweep that did not vary an
+axis gets a sentence saying so instead of an empty figure.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import optuna
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from ..objectives import available_objectives, get_objective
+from ..objectives.plotting import plot_geometry
+from . import stats
+from .figures import FigureInput
+from .load import SYMBOLS
+
+PRECISIONS = ("rollout_precision", "train_precision")
+STYLES = ("-", "--", ":", "-.")
+
+
+def _settings_by_objective(data: FigureInput) -> dict[str, list[dict[str, Any]]]:
+    """The distinct objective parameter sets each registered objective ran with."""
+    registered = set(available_objectives())
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for trial in data.sweep.study.get_trials(deepcopy=False):
+        objective = trial.user_attrs.get("objective")
+        if objective in registered:
+            params = trial.user_attrs.get("objective_params") or {}
+            out.setdefault(objective, {})[json.dumps(params, sort_keys=True)] = params
+    return {o: [settings[k] for k in sorted(settings)] for o, settings in sorted(out.items())}
+
+
+def geometry(data: FigureInput) -> Figure | str:
+    """g/A against π−μ at μ = 0.5 for each objective at the parameters the sweep actually ran."""
+    drawn = _settings_by_objective(data)
+    if not drawn:
+        return "no objective of the sweep is in the registry (TRL's own losses have no per-token geometry to draw)"
+    columns = min(len(drawn), 4)
+    rows = -(-len(drawn) // columns)
+    fig = Figure(figsize=(3.8 * columns, 3.4 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False, sharey=True)
+    for ax, (objective, settings) in zip(axes.flat, drawn.items()):
+        for params, style in zip(settings, STYLES):  # at most four settings stay readable
+            label = ", ".join(f"{SYMBOLS.get(k, k)}={v}" for k, v in sorted(params.items())) or "defaults"
+            plot_geometry(ax, get_objective(objective, **params), 0.5, linestyle=style, label=label)
+        shown = f" ({len(STYLES)} of {len(settings)} settings)" if len(settings) > len(STYLES) else ""
+        ax.set_title(objective + shown, color=data.colours.get(objective, "black"))
+        ax.legend(fontsize="xx-small", loc="lower left")
+    for ax in list(axes.flat)[len(drawn):]:
+        ax.set_visible(False)
+    return fig
+
+
+def delta_sensitivity(data: FigureInput) -> Figure | str:
+    """Final metric against δ (log axis), a line per objective × advantage weighting, seeds of the other
+    swept parameters pooled, with 95 % bootstrap intervals."""
+    runs = data.sweep.finished
+    if "delta" not in runs or runs["delta"].dropna().nunique() < 2:
+        return "δ was not swept (fewer than two values of δ among finished runs)"
+    runs = runs.dropna(subset=["delta"])
+    runs = runs.assign(weighting=runs["advantage_weight"] if "advantage_weight" in runs else "—")
+    runs = runs.fillna({"weighting": "—"})
+    fig = Figure(figsize=(6.8, 4.4), layout="constrained")
+    ax = fig.subplots()
+    styles = dict(zip(sorted(runs["weighting"].unique()), STYLES))
+    for (objective, weight), line in runs.groupby(["objective", "weighting"], sort=True):
+        points = [(delta, group["final"].to_numpy()) for delta, group in line.groupby("delta", sort=True)]
+        y = np.array([np.mean(v) for _, v in points])
+        bounds = np.array([stats.bootstrap_ci(stats.mean, (v,), data.rng) for _, v in points])
+        label = objective if weight == "—" else f"{objective}, {weight} weighting"
+        ax.errorbar([d for d, _ in points], y, yerr=[y - bounds[:, 0], bounds[:, 1] - y], marker="o", capsize=3,
+                    color=data.colours[objective], linestyle=styles[weight], label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("δ (trust-region size, log scale)")
+    ax.set_ylabel(f"final held-out {data.sweep.metric} (fraction correct)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def precision_heatmap(data: FigureInput) -> Figure | str:
+    """Mean final metric per objective × precision, averaged over every other swept parameter."""
+    runs = data.sweep.finished
+    column = next((c for c in PRECISIONS if c in runs and runs[c].nunique() >= 2), None)
+    if column is None:
+        return "neither the rollout nor the train precision was swept"
+    table = runs.pivot_table(index="objective", columns=column, values="final", aggfunc="mean")
+    fig = Figure(figsize=(1.6 + 1.3 * table.shape[1], 1.2 + 0.55 * table.shape[0]), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(table.to_numpy(), cmap="viridis", aspect="auto")
+    ax.set_xticks(range(table.shape[1]), table.columns)
+    ax.set_yticks(range(table.shape[0]), table.index)
+    for (i, j), value in np.ndenumerate(table.to_numpy()):
+        if np.isfinite(value):
+            light = value < np.nanmean(table.to_numpy())
+            ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="white" if light else "black")
+    ax.set_xlabel(column.replace("_", " "))
+    ax.set_ylabel("objective")
+    fig.colorbar(image, ax=ax, label=f"mean final {data.sweep.metric}")
+    return fig
+
+
+def parameter_importances(data: FigureInput) -> Figure | str:
+    """PED-ANOVA importances (Optuna's evaluator that needs no scikit-learn) over the complete trials."""
+    study = data.sweep.study
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    names = sorted({p for t in complete for p in t.distributions})
+    if len(names) < 2 or len(complete) < 4:
+        return (f"importances need at least two swept parameters and four complete trials "
+                f"(this sweep: {len(names)} and {len(complete)})")
+    try:
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), normalize=True)
+    except (ValueError, RuntimeError) as err:
+        return f"Optuna could not compute importances ({err})"
+    fig = Figure(figsize=(6.0, 0.9 + 0.45 * len(importances)), layout="constrained")
+    ax = fig.subplots()
+    labels = list(importances)[::-1]
+    ax.barh(labels, [importances[k] for k in labels], color="#4c72b0")
+    ax.set_xlabel("importance for the trial value (PED-ANOVA, normalised to sum to 1)")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def optimisation_history(data: FigureInput) -> Figure | str:
+    """Trial values in trial order, coloured by objective, with the best value so far."""
+    complete = data.sweep.trials[(data.sweep.trials["state"] == "COMPLETE") & data.sweep.trials["value"].notna()]
+    if len(complete) <= complete["objective"].nunique():
+        return "one complete trial per objective: there was no search over parameters to show the progress of"
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for objective, group in complete.groupby("objective"):
+        ax.scatter(group["trial"], group["value"], color=data.colours[objective], label=objective, s=24, zorder=3)
+    ordered = complete.sort_values("trial")
+    ax.step(ordered["trial"], ordered["value"].cummax(), where="post", color="0.3", linewidth=1.2,
+            label="best so far")
+    ax.set_xlabel("trial number")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(f"trial value: {data.sweep.metric} aggregated over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small")
+    return fig

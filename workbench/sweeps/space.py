@@ -1,0 +1,164 @@
+"""Search spaces: one dimension per parameter, objective parameters scoped to their objective.
+
+A dimension is either ``{values: [...]}`` (a categorical, or the axis of a grid) or a range
+``{low, high, log, int}`` for TPE/GP/random. In Optuna a RunConfig field keeps its name
+(``learning_rate``), an objective parameter is prefixed by its objective (``drpo.delta``) so that
+two objectives' ``delta`` never share a distribution, and the objective itself is the parameter
+``objective``. A trial only suggests the parameters of the objective it draws, so a grid does not run
+``drpo`` with ``epsilon_low`` and TPE treats the scoped parameters as conditional.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..config import RunConfig
+
+if TYPE_CHECKING:
+    from .spec import SweepSpec, Where
+
+OBJECTIVE = "objective"
+SWEEP_OWNED = ("objective", "objective_params", "seed", "name", "output_dir", "tracking")
+Choice = bool | int | float | str | None
+
+
+class Dimension(BaseModel):
+    """``values`` (categorical or grid axis), or a ``low``…``high`` range (``log``, ``int``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    values: list[Choice] | None = Field(None, description="the values tried (a grid axis)")
+    low: float | None = Field(None, description="range start (TPE/GP/random)")
+    high: float | None = Field(None, description="range end, included")
+    log: bool = Field(False, description="sample the range on a log scale")
+    int: bool = Field(False, description="integer range")
+
+    @model_validator(mode="after")
+    def _shape(self) -> Dimension:
+        if self.values is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either values or low/high, not both")
+            if not self.values:
+                raise ValueError("values is empty: a grid axis needs at least one value")
+            if len(set(map(repr, self.values))) != len(self.values):
+                raise ValueError(f"values repeat: {self.values}")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a dimension needs values: [...] or both low and high")
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} > high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range must be above 0 (got low {self.low})")
+        return self
+
+    def ends(self) -> list[Choice]:
+        """Every value, or the two ends of the range: what validation builds a RunConfig with."""
+        if self.values is not None:
+            return list(self.values)
+        cast = int if self.int else float
+        return [cast(self.low), cast(self.high)]
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Choice:
+        if self.values is not None:
+            return trial.suggest_categorical(name, self.values)
+        if self.int:
+            return trial.suggest_int(name, math.ceil(self.low), math.floor(self.high), log=self.log)
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+
+@dataclass(frozen=True)
+class TrialParams:
+    """What one trial runs: the objective, its parameters and the other RunConfig fields it sets."""
+
+    objective: str
+    objective_params: dict[str, Any]
+    run_fields: dict[str, Any]
+
+
+def param_name(objective: str | None, key: str) -> str:
+    return f"{objective}.{key}" if objective else key
+
+
+def suggest(trial: optuna.Trial, spec: SweepSpec) -> TrialParams:
+    """Draw (or read back, for an enqueued or retried trial) the trial's parameters."""
+    objective = trial.suggest_categorical(OBJECTIVE, spec.objectives)
+    params = {param_name(None, k): d.suggest(trial, param_name(None, k)) for k, d in spec.space.items()}
+    params |= {param_name(objective, k): d.suggest(trial, param_name(objective, k))
+               for k, d in spec.objective_space.get(objective, {}).items()}
+    return split(objective, params)
+
+
+def split(objective: str, params: dict[str, Any]) -> TrialParams:
+    prefix = f"{objective}."
+    return TrialParams(objective,
+                       {k.removeprefix(prefix): v for k, v in params.items() if k.startswith(prefix)},
+                       {k: v for k, v in params.items() if "." not in k and k != OBJECTIVE})
+
+
+def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    """Every combination of a grid sweep, objective by objective, each exactly once."""
+    points = []
+    for objective in spec.objectives:
+        axes = {param_name(None, k): d.values for k, d in spec.space.items()}
+        axes |= {param_name(objective, k): d.values for k, d in spec.objective_space.get(objective, {}).items()}
+        for combo in itertools.product(*axes.values()):
+            points.append({OBJECTIVE: objective, **dict(zip(axes, combo))})
+    return points
+
+
+def check_space(spec: SweepSpec, where: Where) -> None:
+    """Every searched name exists where it is searched, and every value of it makes a valid RunConfig."""
+    fields = RunConfig.model_fields
+    for key, dim in spec.space.items():
+        if key in SWEEP_OWNED:
+            raise where.fail(("space", key), "set by the sweep (list objectives under objectives:, their "
+                                             "parameters under objective_space:)")
+        if key not in fields:
+            raise where.fail(("space", key), "not a RunConfig field")
+        _check_values(spec, where.sub("space", key), spec.objectives[0], key, dim)
+    for objective, params in spec.objective_space.items():
+        if objective not in spec.objectives:
+            raise where.fail(("objective_space", objective), f"not one of the sweep's objectives {spec.objectives}")
+        known = _parameters(objective)
+        for key, dim in params.items():
+            if known is not None and key not in known:
+                listing = ", ".join(known) or "none"
+                raise where.fail(("objective_space", objective, key),
+                                 f"{objective} has no parameter {key!r} (its parameters: {listing})")
+            _check_values(spec, where.sub("objective_space", objective, key), objective, key, dim,
+                          objective_param=True)
+    if spec.sampler == "grid":
+        for keys, dim in _all_dimensions(spec):
+            if dim.values is None:
+                raise where.fail(keys, "the grid sampler needs values: [...]; ranges need sampler tpe, gp or random")
+
+
+def _all_dimensions(spec: SweepSpec) -> list[tuple[tuple, Dimension]]:
+    dims = [(("space", k), d) for k, d in spec.space.items()]
+    return dims + [(("objective_space", o, k), d) for o, ps in spec.objective_space.items() for k, d in ps.items()]
+
+
+def _parameters(objective: str) -> list[str] | None:
+    """The parameter names of a registered objective; None when another library validates them (trl:)."""
+    if objective.startswith("trl:"):
+        return None
+    from ..objectives import get_spec
+
+    return [name for name, _, _ in get_spec(objective).parameters()]
+
+
+def _check_values(spec: SweepSpec, where: Where, objective: str, key: str, dim: Dimension,
+                  objective_param: bool = False) -> None:
+    for value in dim.ends():
+        params, fields = ({key: value}, {}) if objective_param else ({}, {key: value})
+        try:
+            spec.run_config(objective, params, fields, spec.seeds[0])
+        except (ValidationError, ValueError) as err:
+            first = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
+            raise where.fail((), f"value {value!r} is invalid: {first.removeprefix('Value error, ')}") from None

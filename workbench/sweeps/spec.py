@@ -1,0 +1,196 @@
+"""SweepSpec: a sweep file, validated at the boundary, with YAML line numbers in every error.
+
+    name: drpo_vs_grpo            # the study name and the sweep folder's name
+    base: configs/tiny.yaml       # RunConfig: a path (relative to this file) or an inline mapping
+    objectives: [grpo, drpo]
+    space:                        # RunConfig fields searched for every objective
+      rollout_precision: {values: [bf16, fp16]}
+    objective_space:              # objective parameters, scoped to the objective they belong to
+      drpo:
+        delta: {low: 0.05, high: 12.5, log: true}
+    seeds: [0, 1, 2]              # every trial runs all of them; its value aggregates over them
+    aggregate: iqm
+    sampler: tpe
+    pruner: median
+    budget: {trials: 20, minutes: 120}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..config import ConfigError, RunConfig, format_validation_error, load_yaml_mapping
+from .space import SWEEP_OWNED, Dimension, check_space
+
+# Keys that do not change what a trial computes: they may differ between launches of one sweep.
+EXECUTION_KEYS = ("workers", "storage", "budget.minutes")
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int | None = Field(None, ge=1, description="trials in total over every launch and worker")
+    minutes: float | None = Field(None, gt=0, description="wall time of one launch: no trial starts after it")
+
+
+class SweepSpec(BaseModel):
+    """One sweep: what is compared, over which space and seeds, with which search engine and budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="study and folder name")
+    base: dict[str, Any] = Field(default_factory=dict, description="the RunConfig every trial starts from")
+    objectives: list[str] = Field(..., min_length=1, description="objectives compared (registered names)")
+    space: dict[str, Dimension] = Field(default_factory=dict, description="RunConfig fields searched")
+    objective_space: dict[str, dict[str, Dimension]] = Field(
+        default_factory=dict, description="objective parameters searched, per objective")
+    seeds: list[int] = Field(..., min_length=1, description="seeds every trial runs")
+    metric: str = Field("eval/accuracy", description="final eval metric a seed contributes (maximised)")
+    aggregate: Literal["mean", "iqm"] = Field("mean", description="seed values → trial value")
+    sampler: Literal["grid", "tpe", "gp", "random"] = Field("grid", description="Optuna sampler")
+    sampler_seed: int = Field(0, ge=0, description="seed of the TPE/GP/random sampler")
+    pruner: Literal["none", "median", "hyperband"] = Field("none", description="acts on the seed-averaged eval curve")
+    budget: Budget = Field(default_factory=Budget, description="trials and/or minutes")
+    workers: int = Field(1, ge=1, description="worker processes of one launch")
+    storage: str | None = Field(None, description="RDB URL (postgresql://...); default: journal file in the folder")
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise ValueError("seeds must be distinct non-negative integers")
+        return seeds
+
+    @field_validator("objectives")
+    @classmethod
+    def _unique(cls, objectives: list[str]) -> list[str]:
+        if len(set(objectives)) != len(objectives):
+            raise ValueError("an objective is listed twice")
+        return objectives
+
+    @model_validator(mode="after")
+    def _budget(self) -> SweepSpec:
+        if self.sampler != "grid" and self.budget.trials is None and self.budget.minutes is None:
+            raise ValueError(f"budget: sampler {self.sampler} needs budget.trials or budget.minutes")
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """What a trial's result depends on: compared between launches of one sweep."""
+        data = self.model_dump(mode="json")
+        for key in EXECUTION_KEYS:
+            *parents, leaf = key.split(".")
+            target = data
+            for part in parents:
+                target = target[part]
+            target.pop(leaf)
+        return data
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def run_config(self, objective: str, objective_params: dict[str, Any], run_fields: dict[str, Any],
+                   seed: int) -> RunConfig:
+        """The RunConfig of one seed of one trial."""
+        tracking = {**self.base.get("tracking", {}), "group": self.name}  # W&B groups runs by sweep
+        return RunConfig.model_validate({**self.base, **run_fields, "objective": objective,
+                                         "objective_params": objective_params, "seed": seed, "tracking": tracking})
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose value differs between two spec identities."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b, path = old.get(key), new.get(key), f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += changed_keys(a, b, path + ".")
+        elif a != b:
+            keys.append(f"{path} ({json.dumps(a)} → {json.dumps(b)})")
+    return keys
+
+
+# ---- loading -------------------------------------------------------------------------------------
+
+
+def key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
+    """Path of every mapping key and sequence item → its 1-based line, from a composed YAML node."""
+    lines = {prefix: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = prefix + (key.value,)
+            lines.update(key_lines(value, path))
+            lines[path] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(key_lines(item, prefix + (i,)))
+    return lines
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep file; every error is a ConfigError naming the file, line and key."""
+    path = Path(path)
+    data = load_yaml_mapping(path)  # not a file / not YAML / not a mapping: named errors
+    lines = key_lines(yaml.compose(path.read_text()))
+    where = Where(path, lines)
+    base = data.get("base", {})
+    if isinstance(base, str):
+        base_path = (path.parent / base) if not Path(base).is_absolute() else Path(base)
+        base_data = load_yaml_mapping(base_path)
+        base_where = Where(base_path, key_lines(yaml.compose(base_path.read_text())))
+        data = {**data, "base": base_data}
+    else:
+        base_where = where.sub("base")
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as err:
+        raise where.error(err) from None
+    check_base(spec, base_where, where)
+    check_space(spec, where)
+    return spec
+
+
+class Where:
+    """A YAML file and the line of each key in it, for error messages."""
+
+    def __init__(self, path: Path, lines: dict[tuple, int], prefix: tuple = ()):
+        self.path, self.lines, self.prefix = path, lines, prefix
+
+    def sub(self, *keys: Any) -> Where:
+        return Where(self.path, self.lines, self.prefix + keys)
+
+    def line(self, *keys: Any) -> str:
+        """'line N' of the deepest existing key on the path."""
+        path = self.prefix + tuple(keys)
+        while path and path not in self.lines:
+            path = path[:-1]
+        return f"line {self.lines[path]}" if path in self.lines else "line 1"
+
+    def fail(self, keys: tuple, message: str) -> ConfigError:
+        dotted = ".".join(str(k) for k in self.prefix + tuple(keys))
+        return ConfigError(f"{self.path} {self.line(*keys)}: {dotted}: {message}")
+
+    def error(self, err: ValidationError) -> ConfigError:
+        loc = tuple(err.errors()[0]["loc"])
+        message = format_validation_error(err)
+        if self.prefix and loc:  # name the key from the file's top: base.learning_rate
+            message = message.replace(".".join(map(str, loc)), ".".join(map(str, self.prefix + loc)), 1)
+        return ConfigError(f"{self.path} {self.line(*loc)}: {message}")
+
+
+def check_base(spec: SweepSpec, where: Where, top: Where) -> None:
+    """Every objective makes a valid RunConfig with the base, which sets nothing the sweep owns."""
+    for key in SWEEP_OWNED:
+        if key in spec.base and key != "tracking":
+            raise where.fail((key,), "set by the sweep for every run; remove it from the base config")
+    for i, objective in enumerate(spec.objectives):
+        try:
+            spec.run_config(objective, {}, {}, spec.seeds[0])
+        except ValidationError as err:
+            if err.errors()[0]["loc"]:
+                raise where.error(err) from None
+            raise top.fail(("objectives", i), err.errors()[0]["msg"].removeprefix("Value error, ")) from None

@@ -1,0 +1,179 @@
+"""The Optuna study of a sweep: created once, checked against the sweep file, claimed trial by trial.
+
+Budget and grid as WAITING trials. When a sweep is created, its whole trial budget is enqueued: one
+WAITING trial per grid point (parameters fixed), or ``budget.trials`` empty ones that the sampler fills
+when a worker claims them. A worker only ever claims a WAITING trial, and claiming is Optuna's atomic
+WAITING → RUNNING transition (a row update in the database, an ordered log entry in the journal), so
+several workers on one machine or many never exceed the budget nor run a grid point twice. Only a
+sweep bounded by wall time alone creates trials on the fly.
+
+Interrupted trials. Every claimed trial records its owner (host, pid, process start time). At launch,
+a RUNNING trial of this host whose owner process is gone is failed and re-queued with its parameters
+(Optuna's RetryHeartbeatStaleTrialCallback); with a database, Optuna's heartbeat does the same for any host.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import psutil
+from optuna.trial import TrialState
+
+from ..config import ConfigError
+from ..tracking import write_json_atomic
+from .space import grid_points
+from .spec import SweepSpec, changed_keys
+from .store import JOURNAL, META, MAX_RETRY, check_storage, make_storage
+
+OWNER = "workbench:owner"
+RUNNING_WITHOUT_OWNER_GRACE = 60.0  # seconds between a claim and its owner record, with room to spare
+SPEC_WAIT_SECONDS = 60.0  # another machine creating the same study: time it has to finish
+
+
+def prepare(spec: SweepSpec, folder: Path, url: str | None, force_new: bool) -> optuna.Study:
+    """Open the sweep's study, or create it with its budget; refuse a sweep file that changed.
+
+    Everything that can be refused is checked before the folder, journal or study is created.
+    """
+    if url:
+        check_storage(url)
+    meta_path = folder / META
+    if meta_path.is_file():
+        recorded = json.loads(meta_path.read_text()).get("storage")
+        if recorded != (url or JOURNAL) and not force_new:
+            raise ConfigError(f"storage: sweep {spec.name!r} was launched with storage {recorded!r}; "
+                              "launch it with the same storage, or pass --force-new")
+    existing = _load(spec.name, folder, url) if (url or (folder / JOURNAL).is_file()) else None
+    if existing is not None and not force_new:
+        _check_same(existing, spec)
+    if force_new:
+        archive(spec.name, folder, url, existing)
+        existing = None
+    folder.mkdir(parents=True, exist_ok=True)
+    study = existing or _create(spec, folder, url)
+    write_json_atomic(meta_path, {"name": spec.name, "storage": url or JOURNAL,
+                                  "spec": spec.model_dump(mode="json"), "spec_hash": spec.spec_hash()})
+    return study
+
+
+def _load(name: str, folder: Path, url: str | None) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=name, storage=make_storage(folder, url))
+    except KeyError:
+        return None
+
+
+def _check_same(study: optuna.Study, spec: SweepSpec) -> None:
+    deadline = time.time() + SPEC_WAIT_SECONDS
+    while "spec" not in study.user_attrs and time.time() < deadline:  # its creator is still enqueuing
+        time.sleep(1.0)
+    recorded = study.user_attrs.get("spec")
+    if recorded is None:
+        raise ConfigError(f"study {spec.name!r} exists but was not created by workbench sweep launch; "
+                          "pass --force-new or choose another name")
+    changes = changed_keys(recorded, spec.identity())
+    if changes:
+        raise ConfigError(f"sweep file changed since sweep {spec.name!r} was created: {'; '.join(changes)}; "
+                          "restore it, or pass --force-new to start a new study (the old one is archived)")
+
+
+def archive(name: str, folder: Path, url: str | None, study: optuna.Study | None) -> Path | None:
+    """--force-new: move the old folder to NAME.old-<time>; a database study is copied into its journal."""
+    if not folder.exists() and study is None:
+        return None
+    target = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    if folder.exists():
+        shutil.move(str(folder), str(target))
+    if url and study is not None:
+        target.mkdir(parents=True, exist_ok=True)
+        optuna.copy_study(from_study_name=name, from_storage=study._storage,
+                          to_storage=make_storage(target, None), to_study_name=name)
+        optuna.delete_study(study_name=name, storage=study._storage)
+    return target
+
+
+def _create(spec: SweepSpec, folder: Path, url: str | None) -> optuna.Study:
+    try:
+        study = optuna.create_study(study_name=spec.name, storage=make_storage(folder, url), direction="maximize")
+    except optuna.exceptions.DuplicatedStudyError:  # another machine created it a moment ago
+        study = optuna.load_study(study_name=spec.name, storage=make_storage(folder, url))
+        _check_same(study, spec)
+        return study
+    slots = grid_points(spec) if spec.sampler == "grid" else [{}] * (spec.budget.trials or 0)
+    for params in slots[:spec.budget.trials]:
+        study.enqueue_trial(params)
+    # Written last: a study with "spec" is complete, which other machines wait for (_check_same).
+    study.set_user_attr("spec_hash", spec.spec_hash())
+    study.set_user_attr("spec", spec.identity())
+    return study
+
+
+def budget_bounded(spec: SweepSpec) -> bool:
+    return spec.sampler == "grid" or spec.budget.trials is not None
+
+
+# ---- claiming ------------------------------------------------------------------------------------
+
+
+def owner() -> dict[str, Any]:
+    me = psutil.Process()
+    return {"host": socket.gethostname(), "pid": me.pid, "started": me.create_time()}
+
+
+def _owner_alive(record: dict[str, Any]) -> bool:
+    try:
+        process = psutil.Process(record["pid"])
+        # A killed worker whose parent died too can linger as a zombie when nothing reaps orphans (containers).
+        return process.create_time() == record["started"] and process.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, KeyError):
+        return False
+
+
+def claim(study: optuna.Study, bounded: bool) -> optuna.Trial | None:
+    """The next WAITING trial, now RUNNING and owned by this process; None when the budget is spent."""
+    storage, study_id = study._storage, study._study_id
+    optuna.storages.fail_stale_trials(study)  # heartbeat storages: trials of dead machines → re-queued
+    for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        trial_id = waiting._trial_id
+        try:
+            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                break
+        except optuna.exceptions.UpdateFinishedTrialError:  # taken and finished by another worker
+            continue
+    else:
+        if bounded:
+            return None
+        trial_id = storage.create_new_trial(study_id)
+    storage.set_trial_system_attr(trial_id, OWNER, owner())
+    return optuna.Trial(study, trial_id)
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Fail and re-queue this host's RUNNING trials whose process is gone; their numbers."""
+    host, now, retry = socket.gethostname(), time.time(), optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY)
+    storage, requeued = study._storage, []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        record = trial.system_attrs.get(OWNER)
+        if record is None:
+            started = trial.datetime_start.timestamp() if trial.datetime_start else now
+            if now - started < RUNNING_WITHOUT_OWNER_GRACE:
+                continue
+        elif record["host"] != host or _owner_alive(record):
+            continue
+        storage.set_trial_user_attr(trial._trial_id, "failure", "interrupted: its worker process died; re-run")
+        try:
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:  # another launch re-queued it first
+            continue
+        failed = storage.get_trial(trial._trial_id)
+        failed.user_attrs = {}  # the re-run starts clean: no "failure" carried over
+        retry(study, failed)
+        requeued.append(trial.number)
+    return requeued

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .common import log_ratio, shift_metrics
+from .common import log_ratio
 from .registry import ObjectiveOutput, ObjectiveParams, register_objective
 from .weighting import AdvantageWeight, regularised_ratio
 
@@ -29,8 +29,5 @@ def drpo(logp, behaviour_logp, advantages, mask, params: DRPOParams, generator=N
     """Smooth advantage-weighted quadratic penalty on the probability shift π−μ."""
     ratio = log_ratio(logp, behaviour_logp).exp()
     # μ(r−1)² = (π−μ)·(r−1), with π−μ = μ(r−1) differentiable through r.
-    objective, negative = regularised_ratio(ratio, advantages, behaviour_logp.exp() * (ratio - 1), params.delta,
-                                            params.advantage_weight, mask)
-    metrics = shift_metrics(logp, behaviour_logp, mask)
-    metrics["frac/negative_weight"] = negative
-    return ObjectiveOutput(-objective * mask, metrics)
+    return regularised_ratio(logp, behaviour_logp, advantages, mask, ratio, behaviour_logp.exp() * (ratio - 1),
+                             params.delta, params.advantage_weight)

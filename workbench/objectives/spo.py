@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .common import log_ratio, shift_metrics
+from .common import log_ratio
 from .registry import ObjectiveOutput, ObjectiveParams, register_objective
 from .weighting import AdvantageWeight, regularised_ratio
 
@@ -28,7 +28,5 @@ class SPOParams(ObjectiveParams):
 def spo(logp, behaviour_logp, advantages, mask, params: SPOParams, generator=None) -> ObjectiveOutput:
     """Advantage-weighted quadratic penalty on the ratio, r·A − |A|/(2ε)·(r−1)²."""
     ratio = log_ratio(logp, behaviour_logp).exp()
-    objective, negative = regularised_ratio(ratio, advantages, ratio - 1, params.epsilon, params.advantage_weight, mask)
-    metrics = shift_metrics(logp, behaviour_logp, mask)
-    metrics["frac/negative_weight"] = negative
-    return ObjectiveOutput(-objective * mask, metrics)
+    return regularised_ratio(logp, behaviour_logp, advantages, mask, ratio, ratio - 1, params.epsilon,
+                             params.advantage_weight)

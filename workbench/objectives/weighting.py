@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
-from .common import negative_weight_fraction
+from .common import negative_weight_fraction, shift_metrics
+from .registry import ObjectiveOutput
 
 # The parameter type DRPO and SPO declare: `advantage_weight: AdvantageWeight = "abs"`.
 AdvantageWeight = Annotated[Literal["abs", "const", "square"], Field(
@@ -28,14 +29,18 @@ def advantage_weight(advantages: torch.Tensor, mode: str) -> torch.Tensor:
 
 
 def regularised_ratio(
-    ratio: torch.Tensor, advantages: torch.Tensor, shift: torch.Tensor, size: float, mode: str, mask: torch.Tensor
-) -> tuple[torch.Tensor, float]:
-    """J = r·A − w(A)/(2·size)·shift·(r−1), and the fraction of valid tokens whose weight g opposes A.
+    logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+    ratio: torch.Tensor, shift: torch.Tensor, size: float, mode: str,
+) -> ObjectiveOutput:
+    """J = r·A − w(A)/(2·size)·shift·(r−1), with the shift metrics and ``frac/negative_weight`` (g opposes A).
 
     ``shift`` is proportional to r−1 (SPO: r−1; DRPO: π−μ = μ(r−1)), so the penalty is quadratic in r and
     g = r·(A − w(A)·shift/size): 0 where the shift reaches ``size`` in the direction A pushes.
     """
     weight = advantage_weight(advantages, mode)
     objective = ratio * advantages - weight / (2 * size) * shift * (ratio - 1)
+    metrics = shift_metrics(logp, behaviour_logp, mask)
     # g/r has the sign of g.
-    return objective, negative_weight_fraction(advantages - weight * shift.detach() / size, advantages, mask)
+    metrics["frac/negative_weight"] = negative_weight_fraction(advantages - weight * shift.detach() / size,
+                                                               advantages, mask)
+    return ObjectiveOutput(-objective * mask, metrics)

@@ -100,7 +100,6 @@ def objectives_plot(
         console.print(str(path), soft_wrap=True)
 
 
-
 # ---- sweep -----------------------------------------------------------------------------------------
 
 
@@ -138,6 +137,7 @@ def sweep_status(
     console.print(best_table(study))
     console.print(tally(study.get_trials(deepcopy=False)).line(), soft_wrap=True)
 
+
 # ---- report ----------------------------------------------------------------------------------------
 
 
@@ -149,6 +149,7 @@ def report_build(
     baseline: Optional[str] = typer.Option(
         None, "--baseline", help="objective the others are compared against [default: grpo when the sweep ran it]"),
     wandb_: bool = typer.Option(False, "--wandb", help="also publish a W&B report when logged in"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="RDB URL [default: the one it was launched with]"),
 ) -> None:
     """Build report.md, report.html (self-contained) and the figures of a sweep, finished or still running."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -158,7 +159,7 @@ def report_build(
     with Progress(TextColumn("[bold]report[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task("", total=STEPS)
-        built = build_report(name, out, baseline, on_step=lambda stage: bar.update(task, description=stage, advance=1))
+        built = build_report(name, out, baseline, storage=storage, on_step=lambda stage: bar.update(task, description=stage, advance=1))
     console.print(f"report: {built.folder / 'report.md'}\n        {built.folder / 'report.html'}", soft_wrap=True)
     for note in built.comparison.notes:
         console.print(f"note: {note}", soft_wrap=True)

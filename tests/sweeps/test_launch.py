@@ -66,8 +66,9 @@ def test_two_workers_finish_a_four_trial_grid_without_duplicates(tmp_path, monke
     assert len({t.system_attrs["workbench:owner"]["pid"] for t in trials}) == 2  # both workers took trials
 
 
-def test_tpe_sweep_respects_its_budget(tmp_path, monkeypatch):
-    path = write_sweep(tmp_path, "tpe", sampler="tpe", budget={"trials": 3}, objective_space={},
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "random"])
+def test_a_search_sweep_respects_its_budget(tmp_path, monkeypatch, sampler):
+    path = write_sweep(tmp_path, "tpe", sampler=sampler, budget={"trials": 3}, objective_space={},
                        space={"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}})
     cli(tmp_path, monkeypatch, "sweep", "launch", str(path), "--workers", "2")
     trials = open_study("tpe", root=tmp_path / "sweeps").get_trials()
@@ -85,3 +86,19 @@ def test_a_nan_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path, monke
     grpo, nan = open_study("nan", root=tmp_path / "sweeps").get_trials()
     assert grpo.state == TrialState.COMPLETE and nan.state == TrialState.FAIL
     assert nan.user_attrs["failure"].startswith("seed 0: FloatingPointError: loss is nan")
+
+
+def test_median_pruner_stops_a_trial_whose_seed_averaged_curve_falls_behind(tmp_path, monkeypatch):
+    """Sampling at temperature 8 answers at random: once two trials have finished, the median pruner stops it."""
+    path = write_sweep(tmp_path, "pruned", objectives=["grpo"], objective_space={}, seeds=[0, 1],
+                       space={"temperature": {"values": [0.7, 0.8, 8.0]}}, pruner="median",
+                       base={**TINY, "eval_every": 1, "eval_prompts": 16, "eval_samples": 2,
+                             "tracking": {"wandb_mode": "disabled"}})
+    cli(tmp_path, monkeypatch, "sweep", "launch", str(path))
+    trials = open_study("pruned", root=tmp_path / "sweeps").get_trials()
+    states = {t.params["temperature"]: t.state for t in trials}
+    assert states == {0.7: TrialState.COMPLETE, 0.8: TrialState.COMPLETE, 8.0: TrialState.PRUNED}
+    hot = next(t for t in trials if t.params["temperature"] == 8.0)
+    assert set(hot.user_attrs["run_dirs"]) == {"0"}  # stopped inside its first seed: the second never ran
+    record = load_run(sweep_folder("pruned", tmp_path / "sweeps") / hot.user_attrs["run_dirs"]["0"])
+    assert record.summary["status"] == "pruned"

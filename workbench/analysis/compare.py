@@ -32,17 +32,12 @@ class ArmResult:
 
 @dataclass
 class Comparison:
-    baseline_objective: str | None
     baseline_arm: str | None
     arms: list[ArmResult]  # best mean first
     lead_arms: dict[str, str]  # objective → its best arm (the curves show these)
     fits: dict[str, stats.EntropyFit | None]
     flagged: pd.DataFrame
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def winner(self) -> ArmResult | None:
-        return self.arms[0] if self.arms else None
 
     def result(self, arm: str) -> ArmResult:
         return next(a for a in self.arms if a.arm == arm)
@@ -83,7 +78,7 @@ def compare(sweep: Sweep, baseline: str | None, rng: np.random.Generator, reps: 
             result.improvement = stats.Estimate(stats.probability_of_improvement(x, base), low, high, len(x))
             result.welch = stats.welch_test(x, base)
     fits = {objective: _entropy_fit(sweep, arm) for objective, arm in sorted(lead_arms.items())}
-    return Comparison(baseline, baseline_arm, arms, lead_arms, fits, flagged_runs(sweep), _notes(sweep, baseline))
+    return Comparison(baseline_arm, arms, lead_arms, fits, flagged_runs(sweep), _notes(sweep, baseline))
 
 
 def _entropy_fit(sweep: Sweep, arm: str) -> stats.EntropyFit | None:

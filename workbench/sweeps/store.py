@@ -45,7 +45,6 @@ from ..config import ConfigError
 
 JOURNAL = "journal.log"
 META = "sweep.json"
-TRIAL_ATTRS = ("objective", "objective_params", "run_fields", "seeds", "run_dirs", "seed_values", "aggregate")
 
 
 def sweeps_root(root: str | Path | None = None) -> Path:

@@ -35,12 +35,16 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def histogram(values: np.ndarray, bins: int) -> tuple[list[float], list[int]]:
-    """Bin edges and counts over the finite values; symmetric around 0 so runs compare bin by bin."""
+def histogram(values: np.ndarray, bins: int,
+              value_range: tuple[float, float] | None = None) -> tuple[list[float], list[int]]:
+    """Bin edges and counts over the finite values: on ``value_range`` when given, else symmetric around 0,
+    so that runs compare bin by bin."""
     values = values[np.isfinite(values)]
-    bound = float(np.max(np.abs(values))) if values.size else 1.0
-    bound = bound if bound > 0 else 1.0
-    counts, edges = np.histogram(values, bins=bins, range=(-bound, bound))
+    if value_range is None:
+        bound = float(np.max(np.abs(values))) if values.size else 1.0
+        bound = bound if bound > 0 else 1.0
+        value_range = (-bound, bound)
+    counts, edges = np.histogram(values, bins=bins, range=value_range)
     return edges.tolist(), counts.tolist()
 
 
@@ -90,10 +94,11 @@ class RunRecorder:
         if self.wandb_run is not None:
             self.wandb_run.log(metrics, step=step)
 
-    def log_histograms(self, step: int, values: dict[str, np.ndarray], bins: int) -> None:
+    def log_histograms(self, step: int, values: dict[str, np.ndarray], bins: int,
+                       ranges: dict[str, tuple[float, float]] | None = None) -> None:
         wandb_payload = {}
         for name, array in values.items():
-            edges, counts = histogram(np.asarray(array, dtype=np.float64), bins)
+            edges, counts = histogram(np.asarray(array, dtype=np.float64), bins, (ranges or {}).get(name))
             self._histograms.write(json.dumps({"step": step, "name": name, "edges": edges, "counts": counts}) + "\n")
             if self.wandb_run is not None:
                 import wandb

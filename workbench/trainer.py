@@ -41,9 +41,27 @@ REQUIRED_INPUTS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_ma
 OFF_POLICY_TOL = 1e-5
 
 # Logged every step for every objective; families add their frac/* (see objectives) and evals add eval/*.
-SCALARS = ("reward/mean", "entropy/mean", "tv/mean", "tv/max", "ratio/mean", "frac/off_policy", "grad_norm")
+SCALARS = ("reward/mean", "entropy/mean", "tv/mean", "tv/max", "ratio/mean", "frac/off_policy", "grad_norm",
+           "behaviour/frac_rare", "behaviour/frac_very_rare", "behaviour/median_prob")
 HISTOGRAMS = ("grad_weight/all", "grad_weight/pos_adv", "grad_weight/neg_adv", "grad_weight/normalised",
-              "shift/signed", "entropy/tokens")
+              "shift/signed", "entropy/tokens", "behaviour/log10_prob")
+
+# The token regime (DESIGN.md): ratio clips and divergence trust regions disagree only on rare tokens.
+RARE, VERY_RARE = 0.1, 0.01
+# log10 μ on fixed bins, so token profiles compare bin by bin across runs; rarer tokens land in the first bin.
+LOG10_PROB_RANGE = (-6.0, 0.0)
+
+
+def token_profile(behaviour_logp: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
+    """behaviour/*: how rare the sampled tokens were under the sampler (fractions below 0.1, 0.01; median μ)."""
+    mu = behaviour_logp.float()[valid].exp()
+    if mu.numel() == 0:
+        return {}
+    return {
+        "behaviour/frac_rare": float((mu < RARE).float().mean()),
+        "behaviour/frac_very_rare": float((mu < VERY_RARE).float().mean()),
+        "behaviour/median_prob": float(mu.quantile(0.5)),
+    }
 
 
 class WorkbenchGRPOTrainer(GRPOTrainer):
@@ -159,6 +177,7 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             "ratio/mean": float(masked_mean((logp.float() - behaviour_logp.float()).exp(), m)),
             "frac/off_policy": float(masked_mean(((logp.float() - behaviour_logp.float()).abs() > OFF_POLICY_TOL)
                                                  .float(), m)),
+            **token_profile(behaviour_logp, valid),
             **objective_metrics,
         }
         for key, value in metrics.items():
@@ -167,6 +186,8 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         if mode == "train" and self._histogram_step():
             self._hist["shift/signed"].append(shift[valid].numpy(force=True))
             self._hist["entropy/tokens"].append(entropies.float()[valid].numpy(force=True))
+            log10_mu = behaviour_logp.float()[valid] / math.log(10)
+            self._hist["behaviour/log10_prob"].append(log10_mu.clamp(min=LOG10_PROB_RANGE[0]).numpy(force=True))
 
     # ---- logging ---------------------------------------------------------------------------------
 
@@ -185,5 +206,6 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         self.recorder.log_scalars(step, {k: v for k, v in scalars.items() if not math.isnan(v)})
         if self._hist:
             arrays = {name: np.concatenate(parts) for name, parts in self._hist.items()}
-            self.recorder.log_histograms(step, arrays, self.histogram_bins)
+            self.recorder.log_histograms(step, arrays, self.histogram_bins,
+                                         ranges={"behaviour/log10_prob": LOG10_PROB_RANGE})
             self._hist.clear()

@@ -34,13 +34,18 @@ def bernoulli_kl(pi, mu):
     return mu * np.log(mu / pi) + (1 - mu) * np.log((1 - mu) / (1 - pi))
 
 
-def dppo_tv(pi, mu, a, delta=0.15, clip_c=20.0):
-    keep = ~(pushed(pi, mu, a) & (tv(pi, mu) > delta))
+def dppo_bound(a, delta, delta_low=None, delta_high=None):
+    """δ_high for A > 0, δ_low otherwise, each defaulting to δ."""
+    return np.where(a > 0, delta if delta_high is None else delta_high, delta if delta_low is None else delta_low)
+
+
+def dppo_tv(pi, mu, a, delta=0.15, clip_c=20.0, delta_low=None, delta_high=None):
+    keep = ~(pushed(pi, mu, a) & (tv(pi, mu) > dppo_bound(a, delta, delta_low, delta_high)))
     return np.minimum(pi / mu, clip_c) * a * keep
 
 
-def dppo_kl(pi, mu, a, delta=0.05, clip_c=20.0):
-    keep = ~(pushed(pi, mu, a) & (bernoulli_kl(pi, mu) > delta))
+def dppo_kl(pi, mu, a, delta=0.05, clip_c=20.0, delta_low=None, delta_high=None):
+    keep = ~(pushed(pi, mu, a) & (bernoulli_kl(pi, mu) > dppo_bound(a, delta, delta_low, delta_high)))
     return np.minimum(pi / mu, clip_c) * a * keep
 
 
@@ -77,8 +82,8 @@ def near_an_edge(name, pi, mu, a, params, tol=1e-9):
     if name == "grpo":
         high, low = params.get("epsilon_high", 0.2), params.get("epsilon_low", 0.2)
         return (np.abs(r - 1 - high) < tol) | (np.abs(r - 1 + low) < tol)
-    if name == "dppo_tv":
-        return np.abs(tv(pi, mu) - params.get("delta", 0.15)) < tol
-    if name == "dppo_kl":
-        return np.abs(bernoulli_kl(pi, mu) - params.get("delta", 0.05)) < tol
+    if name in ("dppo_tv", "dppo_kl"):
+        divergence, default = (tv, 0.15) if name == "dppo_tv" else (bernoulli_kl, 0.05)
+        bound = dppo_bound(a, params.get("delta", default), params.get("delta_low"), params.get("delta_high"))
+        return np.abs(divergence(pi, mu) - bound) < tol
     return np.zeros_like(r, dtype=bool)

@@ -80,6 +80,26 @@ def test_dppo_mask_begins_at_delta(name, delta, divergence):
     np.testing.assert_array_equal(g == 0, outside)
 
 
+@pytest.mark.parametrize(("name", "divergence"), [("dppo_tv", cf.tv), ("dppo_kl", cf.bernoulli_kl)])
+def test_dppo_asymmetric_bounds_apply_by_direction(name, divergence):
+    """δ_high masks tokens pushed up with A > 0, δ_low tokens pushed down with A < 0; either defaults to δ."""
+    mu = 0.5
+    up, down = np.linspace(0.51, 0.95, 120), np.linspace(0.49, 0.05, 120)
+    low, high = (0.04, 0.3) if name == "dppo_tv" else (0.01, 0.2)
+    g_up = weight(name, up, mu, 1.0, delta_low=low, delta_high=high)
+    g_down = weight(name, down, mu, -1.0, delta_low=low, delta_high=high)
+    for g, pi, bound in ((g_up, up, high), (g_down, down, low)):
+        outside = divergence(pi, mu) > bound
+        assert outside.any() and (~outside).any()
+        np.testing.assert_array_equal(g == 0, outside)
+    # Moving back toward μ keeps the gradient whatever the bound.
+    assert (weight(name, up, mu, -1.0, delta_low=low, delta_high=high) != 0).all()
+    # Only one side given: the other keeps δ.
+    default = 0.15 if name == "dppo_tv" else 0.05
+    g = weight(name, up, mu, 1.0, delta_low=low)
+    np.testing.assert_array_equal(g == 0, divergence(up, mu) > default)
+
+
 def test_dppo_truncates_the_importance_weight_at_c():
     g = weight("dppo_tv", np.array([0.02, 0.01]), np.array([0.001, 0.001]), 1.0, clip_c=5.0)
     np.testing.assert_allclose(g, [5.0, 5.0])

@@ -69,6 +69,8 @@ CASES = [
     ("dppo_tv", {"delta": 0.3, "clip_c": 2.0}),
     ("dppo_kl", {}),
     ("dppo_kl", {"delta": 0.2, "clip_c": 5.0}),
+    ("dppo_tv", {"delta_low": 0.05, "delta_high": 0.3}),
+    ("dppo_kl", {"delta_low": 0.3, "delta_high": 0.02}),
     ("spo", {}),
     ("spo", {"epsilon": 0.3, "advantage_weight": "const"}),
     ("spo", {"advantage_weight": "square"}),

@@ -1,13 +1,14 @@
 """DPPO: Divergence Proximal Policy Optimization, binary TV and binary KL trust regions.
 
     J_t = sg(min(r, C))·M_t·A·log π,      g_t = min(r, C)·A·M_t
-    M_t = 0  iff  D(μ, π) > δ  and the token moved the way its advantage pushes
-                  (A > 0 and π > μ, or A < 0 and π < μ)
+    M_t = 0  iff  the token moved the way its advantage pushes and past the trust region that applies:
+                  A > 0, π > μ and D(μ, π) > δ_high,   or   A < 0, π < μ and D(μ, π) > δ_low
     D_TV = |π − μ|,    D_KL = μ·log(μ/π) + (1−μ)·log((1−μ)/(1−π))   (sampled token vs the rest)
 
 The mask replaces PPO's ratio clip with a divergence on the probabilities themselves, and it is
 directional: a token moving back toward μ keeps its gradient (and A = 0 never counts as masked: it
-has no gradient to lose). C truncates the importance weight.
+has no gradient to lose). δ_low and δ_high default to δ (the references' asymmetric trust region).
+C truncates the importance weight.
 Qi et al., Rethinking the Trust Region in LLM Reinforcement Learning, arXiv 2602.04879.
 """
 
@@ -20,16 +21,29 @@ from .common import log_ratio, masked_fraction, shift_metrics
 from .registry import ObjectiveOutput, ObjectiveParams, register_objective
 
 CLIP_C_HELP = "truncation C of the stop-gradient importance weight min(r, C)"
+DELTA_LOW_HELP = "δ_low for tokens pushed down (A < 0, π < μ); None = δ"
+DELTA_HIGH_HELP = "δ_high for tokens pushed up (A > 0, π > μ); None = δ"
 
 
-class DPPOTVParams(ObjectiveParams):
+class _DPPOParams(ObjectiveParams):
+    delta: float = Field(gt=0, description="trust region δ")  # each divergence sets its default and help
+    delta_low: float | None = Field(None, gt=0, description=DELTA_LOW_HELP)
+    delta_high: float | None = Field(None, gt=0, description=DELTA_HIGH_HELP)
+    clip_c: float = Field(20.0, gt=0, description=CLIP_C_HELP)
+
+    def bounds(self, advantages: torch.Tensor) -> torch.Tensor:
+        """The δ that applies to each token: δ_high where A > 0, δ_low elsewhere (A = 0 is never masked)."""
+        low = self.delta if self.delta_low is None else self.delta_low
+        high = self.delta if self.delta_high is None else self.delta_high
+        return torch.where(advantages > 0, high, low)
+
+
+class DPPOTVParams(_DPPOParams):
     delta: float = Field(0.15, gt=0, description="trust region δ on the total variation |π−μ|")
-    clip_c: float = Field(20.0, gt=0, description=CLIP_C_HELP)
 
 
-class DPPOKLParams(ObjectiveParams):
+class DPPOKLParams(_DPPOParams):
     delta: float = Field(0.05, gt=0, description="trust region δ on the binary KL(μ‖π)")
-    clip_c: float = Field(20.0, gt=0, description=CLIP_C_HELP)
 
 
 def binary_kl(logp: torch.Tensor, behaviour_logp: torch.Tensor) -> torch.Tensor:
@@ -58,7 +72,7 @@ def _dppo(logp, behaviour_logp, advantages, mask, outside: torch.Tensor, clip_c:
 def dppo_tv(logp, behaviour_logp, advantages, mask, params: DPPOTVParams, generator=None) -> ObjectiveOutput:
     """Truncated-IS policy gradient with a directional mask on |π−μ| > δ (DPPO-Binary-TV)."""
     with torch.no_grad():
-        outside = (logp.exp() - behaviour_logp.exp()).abs() > params.delta
+        outside = (logp.exp() - behaviour_logp.exp()).abs() > params.bounds(advantages)
     return _dppo(logp, behaviour_logp, advantages, mask, outside, params.clip_c)
 
 
@@ -66,5 +80,5 @@ def dppo_tv(logp, behaviour_logp, advantages, mask, params: DPPOTVParams, genera
 def dppo_kl(logp, behaviour_logp, advantages, mask, params: DPPOKLParams, generator=None) -> ObjectiveOutput:
     """Truncated-IS policy gradient with a directional mask on the binary KL(μ‖π) > δ (DPPO-Binary-KL)."""
     with torch.no_grad():
-        outside = binary_kl(logp, behaviour_logp) > params.delta
+        outside = binary_kl(logp, behaviour_logp) > params.bounds(advantages)
     return _dppo(logp, behaviour_logp, advantages, mask, outside, params.clip_c)

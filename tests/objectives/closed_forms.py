@@ -15,9 +15,11 @@ def pg(pi, mu, a):
     return pi / mu * a
 
 
-def grpo(pi, mu, a, epsilon_low=0.2, epsilon_high=0.2):
+def grpo(pi, mu, a, epsilon_low=0.2, epsilon_high=0.2, clip_ratio_c=None):
     r = pi / mu
     clipped = ((a > 0) & (r > 1 + epsilon_high)) | ((a < 0) & (r < 1 - epsilon_low))
+    if clip_ratio_c is not None:
+        clipped |= (a < 0) & (r > clip_ratio_c)
     return r * a * ~clipped
 
 
@@ -81,7 +83,8 @@ def near_an_edge(name, pi, mu, a, params, tol=1e-9):
     r = pi / mu
     if name == "grpo":
         high, low = params.get("epsilon_high", 0.2), params.get("epsilon_low", 0.2)
-        return (np.abs(r - 1 - high) < tol) | (np.abs(r - 1 + low) < tol)
+        dual = np.abs(r - params["clip_ratio_c"]) < tol if params.get("clip_ratio_c") else False
+        return (np.abs(r - 1 - high) < tol) | (np.abs(r - 1 + low) < tol) | dual
     if name in ("dppo_tv", "dppo_kl"):
         divergence, default = (tv, 0.15) if name == "dppo_tv" else (bernoulli_kl, 0.05)
         bound = dppo_bound(a, params.get("delta", default), params.get("delta_low"), params.get("delta_high"))

@@ -117,6 +117,26 @@ def test_grpo_clips_only_where_ppo_does(eps_low, eps_high):
     np.testing.assert_allclose(g[g != 0], (r * a)[g != 0])
 
 
+@pytest.mark.parametrize("c", [1.5, 3.0])
+def test_grpo_dual_clip_cuts_negative_advantages_above_c(c):
+    mu = 0.125  # binary fractions: r = c exactly stays on the unclipped side
+    r = np.array([c - 0.25, c, c + 0.25, c + 2.0, c + 0.25, 0.5])
+    a = np.array([-1.0, -1.0, -1.0, -1.0, 1.0, -1.0])
+    g = weight("grpo", r * mu, mu, a, clip_ratio_c=c)
+    # A < 0 and r > c: no gradient; A > 0 above 1+ε_hi: PPO's clip as before; A < 0 below 1−ε_lo: PPO's clip.
+    np.testing.assert_array_equal(g == 0, [False, False, True, True, True, True])
+    np.testing.assert_allclose(g[:2], (r * a)[:2])
+    off = weight("grpo", r * mu, mu, a)  # off by default: TRL's behaviour, r·A however large r is
+    np.testing.assert_allclose(off[:4], (r * a)[:4])
+    out = get_objective("grpo", clip_ratio_c=c)(torch.tensor(np.log(r * mu))[None], torch.full((1, 6), math.log(mu), dtype=torch.float64),
+                                                torch.tensor(a)[None], torch.ones(1, 6))
+    assert out.metrics["frac/dual_clipped"] == pytest.approx(2 / 6)
+    assert out.metrics["frac/clipped"] == pytest.approx(4 / 6)
+    # The loss is capped at −c·A: constant in π beyond c.
+    loss = out.per_token_loss[0].numpy()
+    np.testing.assert_allclose(loss[2:4], [c, c])
+
+
 def clip_cov_batch(seed=0, n=(8, 50)):
     """Tokens with A = ±1, μ within 2% of π (PPO never clips), a few masked; Cov spread over the band."""
     gen = np.random.default_rng(seed)

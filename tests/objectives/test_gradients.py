@@ -65,6 +65,8 @@ CASES = [
     ("pg", {}),
     ("grpo", {}),
     ("grpo", {"epsilon_low": 0.2, "epsilon_high": 0.28}),
+    ("grpo", {"clip_ratio_c": 3.0}),
+    ("grpo", {"epsilon_high": 0.28, "clip_ratio_c": 1.5}),
     ("dppo_tv", {}),
     ("dppo_tv", {"delta": 0.3, "clip_c": 2.0}),
     ("dppo_kl", {}),

@@ -13,7 +13,7 @@ from . import plugins
 BUILT_IN = ["clip_cov", "dppo_kl", "dppo_tv", "drpo", "grpo", "kl_cov", "pg", "spo"]
 DEFAULTS = {
     "pg": {},
-    "grpo": {"epsilon_low": 0.2, "epsilon_high": 0.2},
+    "grpo": {"epsilon_low": 0.2, "epsilon_high": 0.2, "clip_ratio_c": None},
     "dppo_tv": {"delta": 0.15, "delta_low": None, "delta_high": None, "clip_c": 20.0},
     "dppo_kl": {"delta": 0.05, "delta_low": None, "delta_high": None, "clip_c": 20.0},
     "spo": {"epsilon": 0.2, "advantage_weight": "abs"},
@@ -76,6 +76,7 @@ def test_an_unknown_name_lists_the_valid_ones():
     ("dppo_kl", {"delta_high": -0.1}, "delta_high"),
     ("grpo", {"epsilon_low": 0.0}, "epsilon_low"),
     ("grpo", {"epsilon_high": -0.1}, "epsilon_high"),
+    ("grpo", {"clip_ratio_c": 1.0}, "clip_ratio_c"),
     ("spo", {"epsilon": 0.0}, "epsilon"),
     ("spo", {"advantage_weight": "cube"}, "advantage_weight"),
     ("clip_cov", {"clip_ratio": 0.0}, "clip_ratio"),

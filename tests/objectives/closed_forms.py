@@ -75,10 +75,56 @@ def covariance(logp, a, valid):
     return (a - a[valid].mean()) * (logp - logp[valid].mean())
 
 
-CLOSED_FORMS = {"pg": pg, "grpo": grpo, "dppo_tv": dppo_tv, "dppo_kl": dppo_kl, "spo": spo, "drpo": drpo}
+def cispo(pi, mu, a, epsilon_low=None, epsilon_high=4.0):
+    low = -np.inf if epsilon_low is None else 1 - epsilon_low
+    return np.clip(pi / mu, low, 1 + epsilon_high) * a
 
 
-def near_an_edge(name, pi, mu, a, params, tol=1e-9):
+def sapo(pi, mu, a, temperature_pos=1.0, temperature_neg=1.05):
+    r = pi / mu
+    tau = np.where(a > 0, temperature_pos, temperature_neg)
+    gate = 1 / (1 + np.exp(-tau * (r - 1)))
+    return 4 * gate * (1 - gate) * r * a
+
+
+def gpg(pi, mu, a):
+    return a * np.ones_like(pi)
+
+
+def row_mean(x, mask):
+    """Mean over each row's valid entries, broadcast back over the row (0 for an empty row)."""
+    return ((x * mask).sum(-1, keepdims=True) / np.maximum(mask.sum(-1, keepdims=True), 1)) * np.ones_like(x)
+
+
+def gspo_ratio(pi, mu, mask):
+    return np.exp(row_mean(np.log(pi / mu), mask))
+
+
+def gspo(pi, mu, a, mask, epsilon_low=3e-4, epsilon_high=4e-4):
+    s = gspo_ratio(pi, mu, mask)
+    clipped = ((a > 0) & (s > 1 + epsilon_high)) | ((a < 0) & (s < 1 - epsilon_low))
+    return s * a * ~clipped
+
+
+def gmpo_clipped(pi, mu, a, epsilon_low=0.4, epsilon_high=0.4):
+    log_r = np.log(pi / mu)
+    return ((a > 0) & (log_r > epsilon_high)) | ((a < 0) & (log_r < -epsilon_low))
+
+
+def gmpo(pi, mu, a, mask, epsilon_low=0.4, epsilon_high=0.4):
+    log_r = np.log(pi / mu)
+    clipped = gmpo_clipped(pi, mu, a, epsilon_low, epsilon_high)
+    x = np.where(a == 0, 0.0, np.clip(log_r, -epsilon_low, epsilon_high) * clipped + log_r * ~clipped)
+    return np.exp(row_mean(x, mask)) * a * ~clipped
+
+
+CLOSED_FORMS = {"pg": pg, "grpo": grpo, "dppo_tv": dppo_tv, "dppo_kl": dppo_kl, "spo": spo, "drpo": drpo,
+                "cispo": cispo, "sapo": sapo, "gpg": gpg}
+# Sequence-level ratios: the weight of a token depends on its sequence's valid tokens (the mask).
+SEQUENCE_FORMS = {"gspo": gspo, "gmpo": gmpo}
+
+
+def near_an_edge(name, pi, mu, a, params, tol=1e-9, mask=None):
     """Tokens within float noise of a discontinuity (clip edge, mask edge), where either side is right."""
     r = pi / mu
     if name == "grpo":
@@ -89,4 +135,17 @@ def near_an_edge(name, pi, mu, a, params, tol=1e-9):
         divergence, default = (tv, 0.15) if name == "dppo_tv" else (bernoulli_kl, 0.05)
         bound = dppo_bound(a, params.get("delta", default), params.get("delta_low"), params.get("delta_high"))
         return np.abs(divergence(pi, mu) - bound) < tol
+    if name == "cispo":
+        low = params.get("epsilon_low")
+        return (np.abs(r - 1 - params.get("epsilon_high", 4.0)) < tol) | (
+            np.abs(r - 1 + low) < tol if low is not None else False)
+    if name == "gspo":
+        s = gspo_ratio(pi, mu, mask)
+        return (np.abs(s - 1 - params.get("epsilon_high", 4e-4)) < tol) | (
+            np.abs(s - 1 + params.get("epsilon_low", 3e-4)) < tol)
+    if name == "gmpo":  # an edge token changes its sequence's ρ: the whole row is ambiguous
+        log_r = np.log(r)
+        edge = (np.abs(log_r - params.get("epsilon_high", 0.4)) < tol) | (
+            np.abs(log_r + params.get("epsilon_low", 0.4)) < tol)
+        return np.broadcast_to((edge & mask).any(-1, keepdims=True), r.shape) | edge
     return np.zeros_like(r, dtype=bool)

@@ -15,6 +15,9 @@ FAMILY_METRICS = {
     "dppo_kl": {"frac/masked"},
     "drpo": {"frac/negative_weight"},
     "spo": {"frac/negative_weight"},
+    "cispo": {"frac/clipped"},
+    "gspo": {"frac/clipped"},
+    "gmpo": {"frac/clipped"},
 }
 NAMES = available_objectives()
 

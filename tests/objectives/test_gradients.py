@@ -80,6 +80,15 @@ CASES = [
     ("drpo", {"delta": 12.5}),
     ("drpo", {"delta": 0.3, "advantage_weight": "const"}),
     ("drpo", {"advantage_weight": "square"}),
+    ("cispo", {}),
+    ("cispo", {"epsilon_low": 0.2, "epsilon_high": 0.28}),
+    ("sapo", {}),
+    ("sapo", {"temperature_pos": 3.0, "temperature_neg": 0.5}),
+    ("gpg", {}),
+    ("gspo", {}),
+    ("gspo", {"epsilon_low": 0.2, "epsilon_high": 0.3}),
+    ("gmpo", {}),
+    ("gmpo", {"epsilon_low": 0.1, "epsilon_high": 0.2}),
 ]
 
 
@@ -90,8 +99,11 @@ def test_autograd_matches_the_closed_form(name, params, batch):
     pi, mu, a, mask = batch
     g, pi, mu = autograd_weight(get_objective(name, **params), pi, mu, a, mask)
     a = np.broadcast_to(a if a.ndim == 2 else a[:, None], pi.shape)
-    expected = cf.CLOSED_FORMS[name](pi, mu, a, **params)
-    assert_weights(g, expected, pi, mu, a, mask & ~cf.near_an_edge(name, pi, mu, a, params))
+    if name in cf.SEQUENCE_FORMS:
+        expected = cf.SEQUENCE_FORMS[name](pi, mu, a, mask, **params)
+    else:
+        expected = cf.CLOSED_FORMS[name](pi, mu, a, **params)
+    assert_weights(g, expected, pi, mu, a, mask & ~cf.near_an_edge(name, pi, mu, a, params, mask=mask))
     assert (g[~mask] == 0).all(), "a masked token got a gradient"
 
 
@@ -146,7 +158,7 @@ def test_kl_cov_penalises_exactly_the_top_covariance_tokens(params, batch):
     assert (mask & is_penalised & ~is_plain).sum() <= k
 
 
-@pytest.mark.parametrize("name", ["pg", "grpo", "dppo_tv", "dppo_kl", "spo", "drpo"])
+@pytest.mark.parametrize("name", ["pg", "grpo", "dppo_tv", "dppo_kl", "spo", "drpo", "cispo", "sapo", "gpg"])
 @settings(max_examples=25, deadline=None)
 @given(batch=batches(per_token_advantages=st.just(True)))
 def test_geometry_reads_the_same_weight(name, batch):

@@ -10,7 +10,8 @@ from workbench.objectives import registry
 
 from . import plugins
 
-BUILT_IN = ["clip_cov", "dppo_kl", "dppo_tv", "drpo", "grpo", "kl_cov", "pg", "spo"]
+BUILT_IN = ["cispo", "clip_cov", "dppo_kl", "dppo_tv", "drpo", "gmpo", "gpg", "grpo", "gspo", "kl_cov", "pg", "sapo",
+            "spo"]
 DEFAULTS = {
     "pg": {},
     "grpo": {"epsilon_low": 0.2, "epsilon_high": 0.2, "clip_ratio_c": None},
@@ -20,6 +21,11 @@ DEFAULTS = {
     "drpo": {"delta": 0.15, "advantage_weight": "abs"},
     "clip_cov": {"epsilon_low": 0.2, "epsilon_high": 0.2, "clip_ratio": 2e-4, "cov_low": 1.0, "cov_high": 5.0},
     "kl_cov": {"ratio": 2e-3, "beta": 1.0},
+    "cispo": {"epsilon_low": None, "epsilon_high": 4.0},
+    "sapo": {"temperature_pos": 1.0, "temperature_neg": 1.05},
+    "gpg": {},
+    "gspo": {"epsilon_low": 3e-4, "epsilon_high": 4e-4},
+    "gmpo": {"epsilon_low": 0.4, "epsilon_high": 0.4},
 }
 
 

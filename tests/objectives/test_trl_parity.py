@@ -124,3 +124,55 @@ def test_grpo_gradient_matches_trl(trainer):
     for mine, ref in zip((p.grad for p in trainer.model.parameters()), theirs):
         torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-7)
     trainer.model.zero_grad()
+
+
+# (our objective and parameters, TRL's trainer attributes for the same loss, the aggregation TRL uses for it)
+LOSSES = {
+    "cispo": ({"epsilon_high": 1.5}, {"loss_type": "cispo", "epsilon_high": 2.5}, "token_mean"),
+    "sapo": ({"temperature_pos": 1.0, "temperature_neg": 1.05}, {"loss_type": "sapo"}, "sequence_mean"),
+    "gspo": ({"epsilon_low": 0.05, "epsilon_high": 0.05},
+             {"loss_type": "grpo", "importance_sampling_level": "sequence", "epsilon_low": 0.05, "epsilon_high": 0.05},
+             "sequence_mean"),
+}
+
+
+def aggregate(per_token_loss, mask, inputs, how):
+    """TRL's aggregation in eval mode: dapo/cispo over the batch's tokens, grpo/sapo per sequence then batch."""
+    if how == "token_mean":
+        return per_token_loss.sum() / inputs["num_items_in_batch"]
+    return (per_token_loss.sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_new_objectives_match_trl_loss_and_gradient(trainer, monkeypatch, name):
+    ours_params, theirs, how = LOSSES[name]
+    for attr, value in theirs.items():
+        monkeypatch.setattr(trainer, attr, value)
+    inputs = crafted_inputs(seed=6)
+    behaviour_logp = perturbed_behaviour(current_logps(trainer, inputs), seed=7)
+    mask = inputs["completion_mask"].float()
+    if name == "cispo":  # every other token: r × e, so the weight's cap 1 + ε_hi = 2.5 bites on some tokens only
+        behaviour_logp = behaviour_logp - 1.0 * (torch.arange(6) % 2)
+        ratio = (current_logps(trainer, inputs) - behaviour_logp).exp()[mask.bool()]
+        assert (ratio > 2.5).any() and (ratio < 2.5).any()
+    if name == "gspo":
+        seq = ((current_logps(trainer, inputs) - behaviour_logp) * mask).sum(-1) / mask.sum(-1)
+        assert (seq.abs() > 0.05).any() and (seq.abs() < 0.05).any(), "some sequences clipped, some not"
+
+    trainer.model.zero_grad()
+    theirs_loss = trainer._compute_loss(trainer.model, {**inputs, "old_per_token_logps": behaviour_logp})
+    theirs_loss.backward()
+    theirs_grad = [p.grad.clone() for p in trainer.model.parameters()]
+    trainer.model.zero_grad()
+
+    input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+    attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+    logp, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, attention_mask,
+                                                            inputs["completion_ids"].size(1))
+    out = get_objective(name, **ours_params)(logp, behaviour_logp, inputs["advantages"], mask)
+    ours_loss = aggregate(out.per_token_loss, mask, inputs, how)
+    ours_loss.backward()
+    torch.testing.assert_close(ours_loss.double(), theirs_loss.double(), rtol=0, atol=1e-6)
+    for mine, ref in zip((p.grad for p in trainer.model.parameters()), theirs_grad):
+        torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-7)
+    trainer.model.zero_grad()

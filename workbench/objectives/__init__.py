@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 # Importing the family modules registers them.
-from . import cov, dppo, drpo, grpo, pg, spo  # noqa: F401
+from . import cispo, cov, dppo, drpo, gmpo, gpg, grpo, gspo, pg, sapo, spo  # noqa: F401
 from .geometry import gradient_weight
 from .registry import (
     Objective,

@@ -54,3 +54,13 @@ def ppo_clip(
 def negative_weight_fraction(grad_weight: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> float:
     """Fraction of valid tokens whose gradient weight opposes their advantage (g/A < 0: pulled back toward μ)."""
     return masked_fraction((grad_weight * advantages).detach() < 0, mask)
+
+
+def sequence_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x over each sequence's valid tokens, shape (B, 1) (0 for a sequence with none)."""
+    return (x * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0)
+
+
+def token_handle(logp: torch.Tensor) -> torch.Tensor:
+    """π_t / sg(π_t): 1 in value, gradient ∇log π_t; lets a sequence-level ratio reach each token (GSPO-token)."""
+    return (logp - logp.detach()).exp()

@@ -32,10 +32,15 @@ SECOND_SETTING: dict[str, dict[str, float]] = {
     "spo": {"epsilon": 0.3},
     "drpo": {"delta": 0.3},
     "kl_cov": {"beta": 0.5},
+    "cispo": {"epsilon_high": 1.0},
+    "sapo": {"temperature_pos": 3.0, "temperature_neg": 3.0},
+    "gspo": {"epsilon_low": 0.2, "epsilon_high": 0.2},
+    "gmpo": {"epsilon_low": 0.2, "epsilon_high": 0.2},
 }
 COLOURS = {1.0: "tab:blue", -1.0: "tab:red"}
 LINESTYLES = ("-", "--")
-SYMBOLS = {"delta": "δ", "epsilon": "ε", "epsilon_low": "ε_lo", "epsilon_high": "ε_hi", "beta": "β"}
+SYMBOLS = {"delta": "δ", "epsilon": "ε", "epsilon_low": "ε_lo", "epsilon_high": "ε_hi", "beta": "β",
+           "temperature_pos": "τ+", "temperature_neg": "τ−"}
 Y_LIMITS = (-2.0, 3.0)
 
 

@@ -23,6 +23,7 @@ from trl import GRPOTrainer  # noqa: E402
 
 from .objectives import Objective
 from .objectives.common import masked_mean
+from .ranks import combine_token_metrics, gather_arrays, gather_values
 
 # TRL's own losses kept as baselines: objective "trl:<name>" → GRPOConfig fields.
 TRL_LOSSES: dict[str, dict[str, Any]] = {
@@ -111,7 +112,9 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         logp, entropies, _ = self._get_per_token_logps_and_entropies(
             model, input_ids, attention_mask, logits_to_keep, compute_entropy=True)
         advantages = inputs["advantages"]
-        out = self.objective(logp, behaviour_logp, advantages, mask, generator=self.objective_generator)
+        # π_old: TRL computes it when a batch serves several updates; otherwise π_old = π (the objective's default).
+        out = self.objective(logp, behaviour_logp, advantages, mask, generator=self.objective_generator,
+                             old_logp=inputs.get("old_per_token_logps"))
         per_token_loss = out.per_token_loss
         if self.beta != 0.0:
             ref = inputs["ref_per_token_logps"]
@@ -177,9 +180,16 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             "ratio/mean": float(masked_mean((logp.float() - behaviour_logp.float()).exp(), m)),
             "frac/off_policy": float(masked_mean(((logp.float() - behaviour_logp.float()).abs() > OFF_POLICY_TOL)
                                                  .float(), m)),
-            **token_profile(behaviour_logp, valid),
             **objective_metrics,
         }
+        if self.accelerator.num_processes > 1:
+            # Every rank's tokens, so that N processes log what one process logs for the same global batch
+            # (the median needs every rank's values, not a mean of medians).
+            metrics = combine_token_metrics(metrics, int(valid.sum()))
+            sampled = gather_values(behaviour_logp.float()[valid])
+            metrics.update(token_profile(sampled, torch.ones_like(sampled, dtype=torch.bool)))
+        else:
+            metrics.update(token_profile(behaviour_logp, valid))
         for key, value in metrics.items():
             self._metrics[mode][key].append(value)
         self.max_off_policy = max(self.max_off_policy, metrics["frac/off_policy"])
@@ -206,6 +216,8 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         self.recorder.log_scalars(step, {k: v for k, v in scalars.items() if not math.isnan(v)})
         if self._hist:
             arrays = {name: np.concatenate(parts) for name, parts in self._hist.items()}
+            if self.accelerator.num_processes > 1:
+                arrays = gather_arrays(arrays, HISTOGRAMS)  # counts from every rank, not the main one's alone
             self.recorder.log_histograms(step, arrays, self.histogram_bins,
                                          ranges={"behaviour/log10_prob": LOG10_PROB_RANGE})
             self._hist.clear()

@@ -75,6 +75,14 @@ def covariance(logp, a, valid):
     return (a - a[valid].mean()) * (logp - logp[valid].mean())
 
 
+def against_old(name, pi, mu, old, a, **params):
+    """grpo / dppo with ``trust_region_against: old``: the clip or mask reads π/π_old, the weight stays π/μ."""
+    if name == "grpo":
+        return grpo(pi, old, a, **params) * old / mu
+    kept = CLOSED_FORMS[name](pi, old, a, **{**params, "clip_c": np.inf}) != 0
+    return np.minimum(pi / mu, params.get("clip_c", 20.0)) * a * kept
+
+
 def cispo(pi, mu, a, epsilon_low=None, epsilon_high=4.0):
     low = -np.inf if epsilon_low is None else 1 - epsilon_low
     return np.clip(pi / mu, low, 1 + epsilon_high) * a

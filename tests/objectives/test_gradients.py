@@ -107,6 +107,35 @@ def test_autograd_matches_the_closed_form(name, params, batch):
     assert (g[~mask] == 0).all(), "a masked token got a gradient"
 
 
+OLD_CASES = [("grpo", {}), ("grpo", {"clip_ratio_c": 2.0}), ("dppo_tv", {}), ("dppo_tv", {"clip_c": 2.0}),
+             ("dppo_kl", {"delta_low": 0.1})]
+
+
+@pytest.mark.parametrize(("name", "params"), OLD_CASES, ids=[f"{n}-{p}" for n, p in OLD_CASES])
+@SETTINGS
+@given(batch=batches(), old=st.data())
+def test_trust_region_against_old_matches_the_closed_form(name, params, batch, old):
+    """The clip or mask reads π_old, the importance weight π/μ: g = (π/μ)·A·1[inside the region around π_old]."""
+    pi, mu, a, mask = batch
+    old = old.draw(hnp.arrays(np.float64, pi.shape, elements=PROBS))
+    objective = get_objective(name, trust_region_against="old", **params)
+    logp = torch.tensor(np.log(pi), requires_grad=True)
+    out = objective(logp, torch.tensor(np.log(mu)), torch.tensor(a), torch.tensor(mask, dtype=torch.float64),
+                    old_logp=torch.tensor(np.log(old)))
+    out.per_token_loss.sum().backward()
+    g = -logp.grad.numpy()
+    pi, mu, old = (np.exp(np.log(x)) for x in (pi, mu, old))
+    a = np.broadcast_to(a if a.ndim == 2 else a[:, None], pi.shape)
+    expected = cf.against_old(name, pi, mu, old, a, **params)
+    assert_weights(g, expected, pi, mu, a, mask & ~cf.near_an_edge(name, pi, old, a, params))
+    # Without π_old (first update of a batch) the trust region is measured against π itself: never active.
+    logp.grad = None
+    objective(logp, torch.tensor(np.log(mu)), torch.tensor(a), torch.tensor(mask, dtype=torch.float64)
+              ).per_token_loss.sum().backward()
+    cap = np.inf if name == "grpo" else params.get("clip_c", 20.0)
+    assert_weights(-logp.grad.numpy(), np.minimum(pi / mu, cap) * a, pi, mu, a, mask)
+
+
 CLIP_COV_CASES = [{}, {"clip_ratio": 0.5, "cov_low": -1.0, "cov_high": 1.0}, {"clip_ratio": 1.0, "cov_low": -50.0,
                                                                               "cov_high": 50.0}]
 

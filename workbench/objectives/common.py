@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import torch
+from pydantic import Field
 
 # exp(±20) keeps r finite in fp16/bf16 while being far outside any trust region.
 LOG_RATIO_CLAMP = 20.0
+
+
+# The parameter grpo, dppo_tv and dppo_kl declare (decoupled or "recompute" trust regions, Stable-RL / MiniRL).
+TrustRegionAgainst = Annotated[Literal["behaviour", "old"], Field(
+    description="what the clip/mask is measured against: behaviour = μ; old = π_old, the policy at the start of "
+                "the batch's updates (the importance weight stays π/μ)"
+)]
+
+
+def trust_region_reference(behaviour_logp: torch.Tensor, old_logp: torch.Tensor, against: str) -> torch.Tensor:
+    """log μ or log π_old: the log-probability the trust region is measured from."""
+    return old_logp if against == "old" else behaviour_logp
 
 
 def log_ratio(logp: torch.Tensor, behaviour_logp: torch.Tensor) -> torch.Tensor:

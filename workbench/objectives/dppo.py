@@ -8,7 +8,8 @@
 The mask replaces PPO's ratio clip with a divergence on the probabilities themselves, and it is
 directional: a token moving back toward μ keeps its gradient (and A = 0 never counts as masked: it
 has no gradient to lose). δ_low and δ_high default to δ (the references' asymmetric trust region).
-C truncates the importance weight.
+C truncates the importance weight. With ``trust_region_against: old`` (Stable-RL's "recompute") D and the
+direction are measured between π_old and π, while the importance weight stays min(π/μ, C).
 Qi et al., Rethinking the Trust Region in LLM Reinforcement Learning, arXiv 2602.04879.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .common import log_ratio, masked_fraction, shift_metrics
+from .common import TrustRegionAgainst, log_ratio, masked_fraction, shift_metrics, trust_region_reference
 from .registry import ObjectiveOutput, ObjectiveParams, register_objective
 
 CLIP_C_HELP = "truncation C of the stop-gradient importance weight min(r, C)"
@@ -30,6 +31,7 @@ class _DPPOParams(ObjectiveParams):
     delta_low: float | None = Field(None, gt=0, description=DELTA_LOW_HELP)
     delta_high: float | None = Field(None, gt=0, description=DELTA_HIGH_HELP)
     clip_c: float = Field(20.0, gt=0, description=CLIP_C_HELP)
+    trust_region_against: TrustRegionAgainst = "behaviour"
 
     def bounds(self, advantages: torch.Tensor) -> torch.Tensor:
         """The δ that applies to each token: δ_high where A > 0, δ_low elsewhere (A = 0 is never masked)."""
@@ -55,12 +57,12 @@ def binary_kl(logp: torch.Tensor, behaviour_logp: torch.Tensor) -> torch.Tensor:
     return behaviour_logp.exp() * (behaviour_logp - logp) + rest.nan_to_num_(nan=0.0, posinf=torch.inf)
 
 
-def _dppo(logp, behaviour_logp, advantages, mask, outside: torch.Tensor, clip_c: float) -> ObjectiveOutput:
-    """The masked, truncated-IS policy gradient shared by both divergences; ``outside`` is D > δ."""
+def _dppo(logp, behaviour_logp, reference, advantages, mask, outside: torch.Tensor, clip_c: float) -> ObjectiveOutput:
+    """The masked, truncated-IS policy gradient shared by both divergences; ``outside`` is D(reference, π) > δ."""
     with torch.no_grad():
         log_r = log_ratio(logp, behaviour_logp)
-        # Moved the way the advantage pushes: A and π−μ share a sign (0 for either means not pushed).
-        dropped = outside & (advantages * log_r > 0)
+        # Moved the way the advantage pushes: A and π − reference share a sign (0 for either means not pushed).
+        dropped = outside & (advantages * (logp - reference) > 0)
         # The whole gradient weight g = min(r, C)·M·A is a constant: the loss is linear in log π.
         grad_weight = log_r.exp_().clamp_(max=clip_c).masked_fill_(dropped, 0.0) * advantages * mask
     metrics = shift_metrics(logp, behaviour_logp, mask)
@@ -68,17 +70,21 @@ def _dppo(logp, behaviour_logp, advantages, mask, outside: torch.Tensor, clip_c:
     return ObjectiveOutput(-grad_weight * logp, metrics)
 
 
-@register_objective("dppo_tv", params=DPPOTVParams, paper="arXiv 2602.04879")
-def dppo_tv(logp, behaviour_logp, advantages, mask, params: DPPOTVParams, generator=None) -> ObjectiveOutput:
+@register_objective("dppo_tv", params=DPPOTVParams, paper="arXiv 2602.04879", uses_old_logp=True)
+def dppo_tv(logp, behaviour_logp, advantages, mask, params: DPPOTVParams, generator=None,
+            old_logp=None) -> ObjectiveOutput:
     """Truncated-IS policy gradient with a directional mask on |π−μ| > δ (DPPO-Binary-TV)."""
+    reference = trust_region_reference(behaviour_logp, old_logp, params.trust_region_against)
     with torch.no_grad():
-        outside = (logp.exp() - behaviour_logp.exp()).abs() > params.bounds(advantages)
-    return _dppo(logp, behaviour_logp, advantages, mask, outside, params.clip_c)
+        outside = (logp.exp() - reference.exp()).abs() > params.bounds(advantages)
+    return _dppo(logp, behaviour_logp, reference, advantages, mask, outside, params.clip_c)
 
 
-@register_objective("dppo_kl", params=DPPOKLParams, paper="arXiv 2602.04879")
-def dppo_kl(logp, behaviour_logp, advantages, mask, params: DPPOKLParams, generator=None) -> ObjectiveOutput:
+@register_objective("dppo_kl", params=DPPOKLParams, paper="arXiv 2602.04879", uses_old_logp=True)
+def dppo_kl(logp, behaviour_logp, advantages, mask, params: DPPOKLParams, generator=None,
+            old_logp=None) -> ObjectiveOutput:
     """Truncated-IS policy gradient with a directional mask on the binary KL(μ‖π) > δ (DPPO-Binary-KL)."""
+    reference = trust_region_reference(behaviour_logp, old_logp, params.trust_region_against)
     with torch.no_grad():
-        outside = binary_kl(logp, behaviour_logp) > params.bounds(advantages)
-    return _dppo(logp, behaviour_logp, advantages, mask, outside, params.clip_c)
+        outside = binary_kl(logp, reference) > params.bounds(advantages)
+    return _dppo(logp, behaviour_logp, reference, advantages, mask, outside, params.clip_c)

@@ -6,6 +6,8 @@ An objective family is a pure function of tensors
 
 registered with :func:`register_objective` together with a pydantic model holding its parameters
 (defaults and help text in one place: CLI help, ``objectives list`` and report captions read them).
+A family registered with ``uses_old_logp=True`` also receives ``old_logp=`` (log π_old, the policy at the
+start of the batch's updates, detached): its trust region can be measured against π_old.
 :func:`get_objective` validates parameters at the boundary and returns a bound :class:`Objective`.
 Plugins are loaded by import path, ``"my_pkg.losses:my_objective"``.
 """
@@ -62,6 +64,7 @@ class ObjectiveSpec:
 
     ``batch_level``: a token's loss depends on the other tokens of the batch (Clip-Cov and KL-Cov select
     tokens by batch statistics), so its gradient weight is not a function of (π, μ, A) alone.
+    ``uses_old_logp``: the function takes ``old_logp=`` (log π_old) besides the common inputs.
     """
 
     name: str
@@ -70,6 +73,7 @@ class ObjectiveSpec:
     paper: str
     summary: str
     batch_level: bool = False
+    uses_old_logp: bool = False
 
     def parameters(self) -> list[tuple[str, Any, str]]:
         """(name, default, help) for every parameter, in declaration order."""
@@ -94,18 +98,28 @@ class Objective:
         advantages: torch.Tensor,
         mask: torch.Tensor,
         generator: torch.Generator | None = None,
+        old_logp: torch.Tensor | None = None,
     ) -> ObjectiveOutput:
-        """Shapes: logp, behaviour_logp, mask (B, T); advantages (B,) or (B, T).
+        """Shapes: logp, behaviour_logp, mask, old_logp (B, T); advantages (B,) or (B, T).
 
-        Half-precision inputs are promoted to float32: the precision under study is the model's forward
-        (μ from a bf16/fp16 sampler), not the loss arithmetic, where exp(log r) overflows fp16 at r > 65504.
+        ``old_logp`` reaches only families that declare ``uses_old_logp``; None there means π_old = π
+        (the first update of a batch). Half-precision inputs are promoted to float32: the precision under
+        study is the model's forward (μ from a bf16/fp16 sampler), not the loss arithmetic, where
+        exp(log r) overflows fp16 at r > 65504.
         """
         _check_shapes(logp, behaviour_logp, advantages, mask)
         logp, behaviour_logp, advantages = (_promote(t) for t in (logp, behaviour_logp, advantages))
         if advantages.dim() == 1:
             advantages = advantages.unsqueeze(1)
         advantages = advantages.expand_as(logp)
-        return self.spec.fn(logp, behaviour_logp, advantages, mask.to(logp.dtype), self.params, generator=generator)
+        extra: dict[str, torch.Tensor] = {}
+        if self.spec.uses_old_logp:
+            if old_logp is not None and old_logp.shape != logp.shape:
+                raise ValueError(f"old_logp must have the shape of logp {tuple(logp.shape)}, "
+                                 f"got {tuple(old_logp.shape)}")
+            extra["old_logp"] = logp.detach() if old_logp is None else _promote(old_logp).detach()
+        return self.spec.fn(logp, behaviour_logp, advantages, mask.to(logp.dtype), self.params, generator=generator,
+                            **extra)
 
 
 def _promote(t: torch.Tensor) -> torch.Tensor:
@@ -128,22 +142,23 @@ _REGISTRY: dict[str, ObjectiveSpec] = {}
 
 
 def register_objective(
-    name: str, params: type[ObjectiveParams] = NoParams, paper: str = "", batch_level: bool = False
+    name: str, params: type[ObjectiveParams] = NoParams, paper: str = "", batch_level: bool = False,
+    uses_old_logp: bool = False,
 ) -> Callable[[ObjectiveFn], ObjectiveFn]:
     """Register an objective family under ``name``; a name already taken is refused, never overwritten."""
 
     def decorator(fn: ObjectiveFn) -> ObjectiveFn:
         if name in _REGISTRY:
             raise ValueError(f"objective {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
-        _check_signature(name, fn, params)
+        _check_signature(name, fn, params, uses_old_logp)
         summary = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
-        _REGISTRY[name] = ObjectiveSpec(name, fn, params, paper, summary, batch_level)
+        _REGISTRY[name] = ObjectiveSpec(name, fn, params, paper, summary, batch_level, uses_old_logp)
         return fn
 
     return decorator
 
 
-def _check_signature(name: str, fn: Any, params: Any) -> None:
+def _check_signature(name: str, fn: Any, params: Any, uses_old_logp: bool = False) -> None:
     """Fail at registration/load time, not inside training, when a plugin breaks the contract."""
     if not callable(fn):
         raise ValueError(f"objective {name!r}: {fn!r} is not callable")
@@ -151,10 +166,11 @@ def _check_signature(name: str, fn: Any, params: Any) -> None:
         raise ValueError(f"objective {name!r}: params must be a subclass of ObjectiveParams, got {params!r}")
     try:
         sig = inspect.signature(fn)
-        sig.bind(None, None, None, None, None, generator=None)
+        sig.bind(None, None, None, None, None, generator=None, **({"old_logp": None} if uses_old_logp else {}))
     except (TypeError, ValueError) as err:
+        old = ", old_logp" if uses_old_logp else ""
         raise ValueError(
-            f"objective {name!r}: expected fn(logp, behaviour_logp, advantages, mask, params, generator=None), "
+            f"objective {name!r}: expected fn(logp, behaviour_logp, advantages, mask, params, generator=None{old}), "
             f"got {fn.__name__}{inspect.signature(fn) if callable(fn) else ''} ({err})"
         ) from None
 
@@ -206,9 +222,11 @@ def _load_plugin(path: str) -> ObjectiveSpec:
     spec = next((s for s in _REGISTRY.values() if s.fn is fn), None)
     if spec is None:
         params = getattr(fn, "params", NoParams)
-        _check_signature(path, fn, params)
+        uses_old_logp = getattr(fn, "uses_old_logp", False)
+        _check_signature(path, fn, params, uses_old_logp)
         summary = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
-        spec = ObjectiveSpec(path, fn, params, getattr(fn, "paper", ""), summary, getattr(fn, "batch_level", False))
+        spec = ObjectiveSpec(path, fn, params, getattr(fn, "paper", ""), summary, getattr(fn, "batch_level", False),
+                             uses_old_logp)
     _probe(path, spec)
     return spec
 

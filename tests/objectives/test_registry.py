@@ -14,9 +14,11 @@ BUILT_IN = ["cispo", "clip_cov", "dppo_kl", "dppo_tv", "drpo", "gmpo", "gpg", "g
             "spo"]
 DEFAULTS = {
     "pg": {},
-    "grpo": {"epsilon_low": 0.2, "epsilon_high": 0.2, "clip_ratio_c": None},
-    "dppo_tv": {"delta": 0.15, "delta_low": None, "delta_high": None, "clip_c": 20.0},
-    "dppo_kl": {"delta": 0.05, "delta_low": None, "delta_high": None, "clip_c": 20.0},
+    "grpo": {"epsilon_low": 0.2, "epsilon_high": 0.2, "clip_ratio_c": None, "trust_region_against": "behaviour"},
+    "dppo_tv": {"delta": 0.15, "delta_low": None, "delta_high": None, "clip_c": 20.0,
+                "trust_region_against": "behaviour"},
+    "dppo_kl": {"delta": 0.05, "delta_low": None, "delta_high": None, "clip_c": 20.0,
+                "trust_region_against": "behaviour"},
     "spo": {"epsilon": 0.2, "advantage_weight": "abs"},
     "drpo": {"delta": 0.15, "advantage_weight": "abs"},
     "clip_cov": {"epsilon_low": 0.2, "epsilon_high": 0.2, "clip_ratio": 2e-4, "cov_low": 1.0, "cov_high": 5.0},
@@ -83,6 +85,7 @@ def test_an_unknown_name_lists_the_valid_ones():
     ("grpo", {"epsilon_low": 0.0}, "epsilon_low"),
     ("grpo", {"epsilon_high": -0.1}, "epsilon_high"),
     ("grpo", {"clip_ratio_c": 1.0}, "clip_ratio_c"),
+    ("grpo", {"trust_region_against": "reference"}, "trust_region_against"),
     ("spo", {"epsilon": 0.0}, "epsilon"),
     ("spo", {"advantage_weight": "cube"}, "advantage_weight"),
     ("clip_cov", {"clip_ratio": 0.0}, "clip_ratio"),

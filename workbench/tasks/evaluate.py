@@ -8,6 +8,7 @@ import torch
 
 from ..rollout import generate
 from .base import Task
+from .chat import as_prompt
 
 
 @torch.no_grad()
@@ -15,10 +16,12 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, task: Task, n_prompts: int,
              max_new_tokens: int, seed: int) -> dict[str, float]:
     """``eval/accuracy`` (sampled, mean over k) and ``eval/greedy_accuracy`` on the first n held-out prompts.
 
+    A chat task's prompts go to the model as user messages, through its chat template (as in training).
+
     Sampling runs in a forked random stream, so evaluating never changes what training samples next.
     """
     pairs = task.eval_split()[:n_prompts]
-    prompts = [p for p, _ in pairs]
+    prompts = [as_prompt(task, p) for p, _ in pairs]
     answers = [a for _, a in pairs]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

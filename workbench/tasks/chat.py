@@ -1,0 +1,38 @@
+"""Chat models get chat prompts: a task's prompt becomes one user message when the tokenizer has a chat template.
+
+This is TRL's conversational format: a dataset prompt is a list of ``{role, content}`` messages. TRL
+1.16 hands such prompts to ``rollout_func`` untouched (templating happens at the sampler, in
+``rollout.generate``, with the generation prompt added) and hands each completion to the reward
+functions as ``[{"role": "assistant", "content": text}]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datasets import Dataset
+
+from .base import Task
+
+Messages = list[dict[str, str]]
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    return getattr(tokenizer, "chat_template", None) is not None
+
+
+def use_chat(task: Task, tokenizer: Any) -> None:
+    """Switch ``task`` to chat prompts (and its chat scoring) when the policy's tokenizer has a template."""
+    task.chat = has_chat_template(tokenizer)
+
+
+def as_prompt(task: Task, prompt: str) -> str | Messages:
+    """The prompt as the policy receives it: a user message for a chat task, the raw text otherwise."""
+    return [{"role": "user", "content": prompt}] if task.chat else prompt
+
+
+def chat_dataset(task: Task, dataset: Dataset) -> Dataset:
+    """The task's training dataset with its ``prompt`` column in the conversational format when chatting."""
+    if not task.chat:
+        return dataset
+    return dataset.map(lambda row: {"prompt": as_prompt(task, row["prompt"])})

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import typer
 from rich.console import Console
 
-from .config import ConfigError
+from .config import ConfigError, machine_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 objectives_app = typer.Typer(no_args_is_help=True, help="The objective library.")
@@ -31,7 +31,8 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn a ConfigError into one line on stderr and exit status 2, without a traceback."""
+    """Turn a ConfigError, a full disk or an unwritable place into one line on stderr and exit status 2,
+    without a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -39,6 +40,12 @@ def user_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except Exception as err:
+            cause = machine_error(err)
+            if cause is None:
+                raise
+            print(f"error: {cause.filename or 'disk'}: {cause.strerror}", file=sys.stderr)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -57,7 +64,8 @@ def run(
     cfg = RunConfig.from_yaml(config, set_ or [])
     prepared = prepare_run(cfg)
     result = train(prepared, progress=True)
-    console.print(f"run record: {result.run_dir}")
+    if result.main_process:  # under torchrun/accelerate the other ranks hold no record to point at
+        console.print(f"run record: {result.run_dir}")
     if result.summary.get("wandb"):
         console.print(f"W&B files:  {result.summary['wandb']['dir']} (mode {result.summary['wandb']['mode']})")
     if result.summary["status"] != "finished":

@@ -6,6 +6,7 @@ Every field carries its help text here and only here: the YAML reference in the 
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 class ConfigError(ValueError):
     """Bad user input: the message names the field or file and what was expected."""
+
+
+# The machine failed, not the input nor the configuration: a full disk, an unwritable place, an I/O error.
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
+
+
+def machine_error(err: BaseException) -> OSError | None:
+    """The OSError of a full disk or unwritable place behind ``err`` (itself or what caused it), else None."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in MACHINE_ERRNOS:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 class LoraSettings(BaseModel):

@@ -16,13 +16,14 @@ import torch
 from transformers import PrinterCallback, TrainerCallback, set_seed
 from trl import GRPOConfig
 
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, machine_error
 from .objectives import Objective, get_objective
+from .ranks import main_first, main_then_share, processes, sigterm_fails_the_run
 from .rollout import RolloutEngine
 from .tasks import Task, evaluate, get_task, load_policy
 from .tasks.chat import chat_dataset, use_chat
 from .tasks.policy import reference_init_kwargs
-from .tracking import STATUS_FAILED, STATUS_FINISHED, RunRecorder, start_wandb
+from .tracking import STATUS_FAILED, STATUS_FINISHED, PeerRecorder, RunRecorder, start_wandb
 from .trainer import TRL_LOSSES, WorkbenchGRPOTrainer
 
 STATUS_PRUNED = "pruned"
@@ -48,11 +49,17 @@ class PreparedRun:
 class RunResult:
     run_dir: Path
     summary: dict[str, Any]
+    main_process: bool = True  # under torchrun/accelerate, only the main process holds the record
 
 
 def prepare_run(cfg: RunConfig, run_dir: Path | None = None, wandb_group: str | None = None,
                 wandb_name: str | None = None) -> PreparedRun:
-    """Validate everything and load the policy; raises ConfigError and creates nothing on bad input."""
+    """Validate everything and load the policy; raises ConfigError and creates nothing on bad input.
+
+    Under torchrun or accelerate every rank calls this: each validates, the main process names the run folder
+    (the default name holds the time) and loads the policy first (it may fill the cache the others read).
+    """
+    processes()  # joins the launch's process group, if any, before anything below needs it
     completions = cfg.prompts_per_step * cfg.num_generations
     if completions % cfg.gradient_accumulation_steps:
         raise ConfigError(f"gradient_accumulation_steps: must divide prompts_per_step × num_generations = "
@@ -63,10 +70,11 @@ def prepare_run(cfg: RunConfig, run_dir: Path | None = None, wandb_group: str | 
         _grpo_args(cfg, Path("unused"))  # TRL validates its own loss parameters
     name = cfg.name or f"{cfg.objective.replace(':', '-')}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.output_dir) / name
-    if (run_dir / "summary.json").exists():
+    run_dir, taken = main_then_share(lambda: (run_dir, (run_dir / "summary.json").exists()))
+    if taken:
         raise ConfigError(f"name: run folder {run_dir} already holds a run; choose another name")
     set_seed(cfg.seed)
-    model, tokenizer = load_policy(cfg.model, cfg.lora, task, seed=cfg.seed)
+    model, tokenizer = main_first(lambda: load_policy(cfg.model, cfg.lora, task, seed=cfg.seed))
     use_chat(task, tokenizer)  # a chat model gets its prompts through its chat template
     return PreparedRun(cfg, run_dir, task, objective, model, tokenizer, wandb_group, wandb_name or name)
 
@@ -120,14 +128,22 @@ class _EvalCallback(TrainerCallback):
         cfg = self.run.config
         if state.global_step % cfg.eval_every and state.global_step != state.max_steps:
             return
-        self.last = run_eval(self.run, kwargs["model"], seed=cfg.seed + state.global_step)
+        # Evaluated once, on the main process, while the other ranks wait: the numbers of a 1-process run.
+        self.last, stop = main_then_share(lambda: self._evaluate(state.global_step, kwargs["model"]))
         self.trainer.extra_scalars.update(self.last)
+        if stop:
+            self.stopped = True
+            control.should_training_stop = True  # the step is still logged before the loop ends
+
+    def _evaluate(self, step: int, model: torch.nn.Module) -> tuple[dict[str, float], bool]:
+        """The held-out metrics and whether on_eval stops the run."""
+        metrics = run_eval(self.run, model, seed=self.run.config.seed + step)
         if self.on_eval is not None:
             try:
-                self.on_eval(state.global_step, self.last)
+                self.on_eval(step, metrics)
             except RunStopped:
-                self.stopped = True
-                control.should_training_stop = True  # the step is still logged before the loop ends
+                return metrics, True
+        return metrics, False
 
 
 class _ProgressCallback(TrainerCallback):
@@ -153,50 +169,61 @@ def run_eval(run: PreparedRun, model: torch.nn.Module, seed: int) -> dict[str, f
 
 def train(run: PreparedRun, progress: bool = False,
           on_eval: Callable[[int, dict[str, float]], None] | None = None) -> RunResult:
-    """Train, evaluate and record; failures are recorded in the summary, not raised."""
+    """Train, evaluate and record; failures are recorded in the summary, not raised.
+
+    Under several processes every rank trains and samples; the main process alone writes the record, the W&B
+    run and the progress bar, and records the failure when another rank dies (torchrun's SIGTERM).
+    """
     cfg = run.config
     config_dict = cfg.model_dump(mode="json")
-    wandb_run = start_wandb(run.run_dir, config_dict, run.wandb_name, cfg.tracking.wandb_mode,
-                            cfg.tracking.wandb_project, run.wandb_group or cfg.tracking.group,
-                            job_type=cfg.objective)
-    recorder = RunRecorder(run.run_dir, config_dict, wandb_run)
+    main = processes().is_main_process
+    if main:
+        wandb_run = start_wandb(run.run_dir, config_dict, run.wandb_name, cfg.tracking.wandb_mode,
+                                cfg.tracking.wandb_project, run.wandb_group or cfg.tracking.group,
+                                job_type=cfg.objective)
+        recorder: RunRecorder = RunRecorder(run.run_dir, config_dict, wandb_run)
+    else:
+        recorder = PeerRecorder(run.run_dir, config_dict)
     summary: dict[str, Any] = {}
     eval_cb = _EvalCallback(run, on_eval)
-    try:
-        set_seed(cfg.seed)
-        summary["base_eval"] = run_eval(run, run.model, seed=cfg.seed)
-        recorder.log_scalars(0, summary["base_eval"])
-        # The sampler copy must be taken before the trainer patches the policy's forward.
-        engine = RolloutEngine(run.model, run.tokenizer, cfg.rollout_precision, cfg.max_completion_length,
-                               cfg.temperature)
-        trainer = WorkbenchGRPOTrainer(
-            model=run.model,
-            reward_funcs=[run.task.reward],
-            args=_grpo_args(cfg, run.run_dir),
-            train_dataset=chat_dataset(run.task, run.task.train_dataset(cfg.seed)),
-            processing_class=run.tokenizer,
-            rollout_func=engine,
-            objective=run.objective,
-            aggregation=cfg.aggregation,
-            recorder=recorder,
-            histogram_every=cfg.tracking.histogram_every,
-            histogram_bins=cfg.tracking.histogram_bins,
-            objective_seed=cfg.seed,
-            callbacks=[eval_cb],
-        )
-        eval_cb.trainer = trainer
-        trainer.remove_callback(PrinterCallback)  # the run record and the progress bar replace its dict dumps
-        _train_with_progress(trainer, cfg, progress)
-        summary["eval"] = eval_cb.last
-        if trainer.max_off_policy == 0.0:
-            recorder.flag("zero_shift")  # μ = π on every token: the objectives could not differ
-        status = STATUS_PRUNED if eval_cb.stopped else STATUS_FINISHED
-    except Exception as err:  # noqa: BLE001 - any failure of a run is recorded, the caller goes on
-        status = STATUS_FAILED
-        summary["failure"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        summary["eval"] = eval_cb.last
+    with sigterm_fails_the_run():
+        try:
+            set_seed(cfg.seed)
+            summary["base_eval"] = main_then_share(lambda: run_eval(run, run.model, seed=cfg.seed))
+            recorder.log_scalars(0, summary["base_eval"])
+            # The sampler copy must be taken before the trainer patches the policy's forward.
+            engine = RolloutEngine(run.model, run.tokenizer, cfg.rollout_precision, cfg.max_completion_length,
+                                   cfg.temperature)
+            trainer = WorkbenchGRPOTrainer(
+                model=run.model,
+                reward_funcs=[run.task.reward],
+                args=_grpo_args(cfg, run.run_dir),
+                train_dataset=chat_dataset(run.task, run.task.train_dataset(cfg.seed)),
+                processing_class=run.tokenizer,
+                rollout_func=engine,
+                objective=run.objective,
+                aggregation=cfg.aggregation,
+                recorder=recorder,
+                histogram_every=cfg.tracking.histogram_every,
+                histogram_bins=cfg.tracking.histogram_bins,
+                objective_seed=cfg.seed,
+                callbacks=[eval_cb],
+            )
+            eval_cb.trainer = trainer
+            trainer.remove_callback(PrinterCallback)  # the run record and the progress bar replace its dict dumps
+            _train_with_progress(trainer, cfg, progress and main)
+            summary["eval"] = eval_cb.last
+            if trainer.max_off_policy == 0.0:
+                recorder.flag("zero_shift")  # μ = π on every token: the objectives could not differ
+            status = STATUS_PRUNED if eval_cb.stopped else STATUS_FINISHED
+        except Exception as err:  # noqa: BLE001 - any failure of a run is recorded, the caller goes on
+            if machine_error(err):
+                raise  # a full disk or unwritable folder is not the run's failure: the caller stops (sweeps re-run it)
+            status = STATUS_FAILED
+            summary["failure"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            summary["eval"] = eval_cb.last
     recorder.finish(status, **summary)
-    return RunResult(run.run_dir, recorder.summary)
+    return RunResult(run.run_dir, recorder.summary, main)
 
 
 def _train_with_progress(trainer: WorkbenchGRPOTrainer, cfg: RunConfig, progress: bool) -> None:

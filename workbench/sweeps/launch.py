@@ -3,7 +3,8 @@
 Workers are spawned processes that each claim trials from the shared storage until the budget is
 spent (see sweeps.study); the launching process only watches the storage and draws the progress. A
 worker dies with its launcher (Linux parent-death signal), so a killed launch leaves RUNNING trials
-that the next launch re-queues, never orphans that keep training.
+that the next launch re-queues, never orphans that keep training. A worker stopped by its machine (full
+disk, unwritable folder) says why through a queue, and the launch ends with that one line (exit 2).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from pathlib import Path
 import optuna
 from rich.console import Console
 
+from ..config import machine_error
 from .spec import SweepSpec, load_sweep
 from .status import Tally, tally
-from .store import make_storage, sweep_folder
-from .study import budget_bounded, claim, prepare, requeue_interrupted
+from .store import make_storage, redact, sweep_folder
+from .study import awaiting, budget_bounded, claim, prepare, requeue_interrupted
 from .trial import heartbeat, run_trial
 
 POLL_SECONDS = 2.0
+AWAIT_SECONDS = 5.0  # a worker with nothing to claim checks this often whether others' trials finished or went stale
 
 
 def launch(path: str | Path, workers: int | None = None, storage: str | None = None, force_new: bool = False,
@@ -43,11 +46,14 @@ def launch(path: str | Path, workers: int | None = None, storage: str | None = N
     if requeued:
         console.print(f"re-queued trials interrupted by a dead process: {requeued}")
     deadline = time.time() + spec.budget.minutes * 60 if spec.budget.minutes else None
-    console.print(f"sweep [bold]{spec.name}[/]: folder {folder}, storage {url or 'journal file'}, {workers} worker(s)")
+    shown = redact(url) if url else "journal file"  # a URL's password never reaches the console
+    console.print(f"sweep [bold]{spec.name}[/]: folder {folder}, storage {shown}, {workers} worker(s)")
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
+    stopped = context.SimpleQueue()
     processes = [context.Process(target=worker_main, name=f"sweep-worker-{i}",
-                                 args=(spec.model_dump_json(), str(folder), url, deadline, threads, i, os.getpid()))
+                                 args=(spec.model_dump_json(), str(folder), url, deadline, threads, i, os.getpid(),
+                                       stopped))
                  for i in range(workers)]
     for process in processes:
         process.start()
@@ -56,6 +62,8 @@ def launch(path: str | Path, workers: int | None = None, storage: str | None = N
     finally:
         for process in processes:
             process.join()
+    if not stopped.empty():
+        raise OSError(*stopped.get())  # its trial is re-queued for the next launch
     crashed = [p.name for p in processes if p.exitcode != 0]
     if crashed:
         console.print(f"[red]worker process(es) {', '.join(crashed)} exited abnormally[/]")
@@ -81,8 +89,19 @@ def _watch(study: optuna.Study, processes: list, bounded: bool, console: Console
 
 
 def worker_main(spec_json: str, folder: str, url: str | None, deadline: float | None, threads: int, index: int,
-                parent: int) -> None:
-    """One worker: claim a trial, run it, repeat until the budget or the wall time is spent."""
+                parent: int, stopped: multiprocessing.SimpleQueue) -> None:
+    """One worker: claim and run trials until the budget or wall time is spent; its machine's failure → ``stopped``."""
+    try:
+        _work(spec_json, folder, url, deadline, threads, index, parent, stopped)
+    except Exception as err:
+        cause = machine_error(err)
+        if cause is None:
+            raise
+        stopped.put((cause.errno, cause.strerror, cause.filename or folder))
+
+
+def _work(spec_json: str, folder: str, url: str | None, deadline: float | None, threads: int, index: int,
+          parent: int, stopped: multiprocessing.SimpleQueue) -> None:
     _die_with_parent(parent)
     _quiet()
     import torch
@@ -92,10 +111,14 @@ def worker_main(spec_json: str, folder: str, url: str | None, deadline: float | 
     study = optuna.load_study(study_name=spec.name, storage=make_storage(Path(folder), url),
                               sampler=make_sampler(spec, index), pruner=make_pruner(spec))
     bounded = budget_bounded(spec)
-    while deadline is None or time.time() < deadline:
+    while (deadline is None or time.time() < deadline) and stopped.empty():  # empty: no worker's machine failed
         trial = claim(study, bounded)
         if trial is None:
-            return
+            if not awaiting(study):
+                return
+            time.sleep(AWAIT_SECONDS)  # a dead machine's trial comes back WAITING once its beat is stale
+            requeue_interrupted(study)
+            continue
         with heartbeat(study, trial):
             run_trial(study, trial, spec, Path(folder))
 

@@ -118,7 +118,9 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
 
 
 def key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
-    """Path of every mapping key and sequence item → its 1-based line, from a composed YAML node."""
+    """Path of every mapping key and sequence item → its 1-based line, from a composed YAML node (None: empty file)."""
+    if node is None:
+        return {}
     lines = {prefix: node.start_mark.line + 1}
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
@@ -135,6 +137,9 @@ def load_sweep(path: str | Path) -> SweepSpec:
     """Read and validate a sweep file; every error is a ConfigError naming the file, line and key."""
     path = Path(path)
     data = load_yaml_mapping(path)  # not a file / not YAML / not a mapping: named errors
+    if not data:
+        raise ConfigError(f"{path}: the sweep file is empty; expected a mapping with name, objectives and seeds "
+                          "(see sweeps/quickstart.yaml)")
     lines = key_lines(yaml.compose(path.read_text()))
     where = Where(path, lines)
     base = data.get("base", {})

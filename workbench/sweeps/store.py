@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -60,21 +62,69 @@ def existing_sweeps(root: str | Path | None = None) -> list[str]:
     return sorted(p.parent.name for p in base.glob(f"*/{META}")) if base.is_dir() else []
 
 
-HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120
 MAX_RETRY = 3  # a trial that kills its process every time (OOM kill) stops being retried
+
+
+def heartbeat_seconds() -> tuple[int, int]:
+    """(beat interval, grace period) of database sweeps: 30 s and 120 s unless $WORKBENCH_HEARTBEAT_SECONDS and
+    $WORKBENCH_GRACE_SECONDS say otherwise (tests shorten them; every machine of a sweep should agree)."""
+    env = os.environ.get
+    return int(env("WORKBENCH_HEARTBEAT_SECONDS", 30)), int(env("WORKBENCH_GRACE_SECONDS", 120))
+
+
+def host_name() -> str:
+    """The machine a trial runs on: $WORKBENCH_HOST, else the host name (two containers may share one)."""
+    return os.environ.get("WORKBENCH_HOST") or socket.gethostname()
 
 
 def make_storage(folder: Path, url: str | None) -> optuna.storages.BaseStorage:
     """The journal file in the sweep folder, or the RDB at ``url`` (PostgreSQL for many machines).
 
-    With the RDB, a worker beats every HEARTBEAT_SECONDS while its trial runs; a trial whose beat is
-    older than GRACE_SECONDS (its machine died) is failed and re-queued by the next worker to claim a trial.
+    With the RDB, a worker beats every heartbeat_seconds() while its trial runs; a trial whose beat is
+    older than the grace period (its machine died) is failed and re-queued by the next worker to claim a trial.
     """
     if url:
         check_storage(url)
         return _rdb_storage(url)
-    backend = optuna.storages.journal.JournalFileBackend(str(folder / JOURNAL))
-    return optuna.storages.JournalStorage(backend)
+    return optuna.storages.JournalStorage(RepairingJournal(str(folder / JOURNAL)))
+
+
+class RepairingJournal(optuna.storages.journal.JournalFileBackend):
+    """Optuna's journal file, whose cut last line (a crash or full disk mid-write) is dropped before an append.
+
+    Appended after a cut line, a new entry would make an undecodable line in the middle, and Optuna refuses
+    such a journal for good. The check runs under the journal's own lock, so it never cuts a line another
+    process is writing; an entry lost this way was never acknowledged to its writer.
+    """
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        with optuna.storages.journal._file.get_lock_file(self._lock):
+            drop_cut_line(Path(self._file_path))
+        super().append_logs(logs)
+
+
+def drop_cut_line(path: Path) -> int:
+    """Truncate ``path`` after its last newline; the number of bytes dropped (0 when it was whole)."""
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return 0
+        keep, block = size, 65536
+        while keep > 0:  # find the last newline, reading backwards
+            start = max(0, keep - block)
+            f.seek(start)
+            found = f.read(keep - start).rfind(b"\n")
+            if found >= 0:
+                keep = start + found + 1
+                break
+            keep = start
+        f.truncate(keep)
+    print(f"warning: {path}: dropped a cut last line ({size - keep} bytes, an entry interrupted by a crash or "
+          "full disk)", file=sys.stderr)
+    return size - keep
 
 
 def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
@@ -85,8 +135,9 @@ def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
         try:
             with warnings.catch_warnings():  # heartbeat and retry are experimental in Optuna, and what we need
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                interval, grace = heartbeat_seconds()
                 return optuna.storages.RDBStorage(
-                    url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                    url, heartbeat_interval=interval, grace_period=grace,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY))
         except IntegrityError:  # two machines creating the schema of an empty database at once: the other won
             if not pauses:
@@ -118,13 +169,13 @@ def check_storage(url: str) -> None:
     try:
         engine = sqlalchemy.create_engine(url, connect_args=_connect_timeout(url))
     except Exception as err:  # noqa: BLE001 - an unknown dialect or malformed URL, reported as bad input
-        raise ConfigError(f"storage {_redact(url)}: not a usable database URL ({str(err).splitlines()[0]})") from None
+        raise ConfigError(f"storage {redact(url)}: not a usable database URL ({str(err).splitlines()[0]})") from None
     try:
         with engine.connect():
             pass
     except Exception as err:  # noqa: BLE001 - refused, unknown host, bad password: all bad input
         reason = str(getattr(err, "orig", err)).strip().splitlines()[0]
-        raise ConfigError(f"storage {_redact(url)}: cannot connect ({reason})") from None
+        raise ConfigError(f"storage {redact(url)}: cannot connect ({reason})") from None
     finally:
         engine.dispose()
 
@@ -133,7 +184,7 @@ def _connect_timeout(url: str) -> dict[str, Any]:
     return {"connect_timeout": 5} if url.startswith(("postgresql", "mysql")) else {}
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """The URL without its password, for messages."""
     from sqlalchemy.engine import make_url
 

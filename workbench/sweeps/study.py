@@ -9,27 +9,30 @@ sweep bounded by wall time alone creates trials on the fly.
 
 Interrupted trials. Every claimed trial records its owner (host, pid, process start time). At launch,
 a RUNNING trial of this host whose owner process is gone is failed and re-queued with its parameters
-(Optuna's RetryHeartbeatStaleTrialCallback); with a database, Optuna's heartbeat does the same for any host.
+(Optuna's RetryHeartbeatStaleTrialCallback); with a database, Optuna's heartbeat does the same for any host:
+the beat starts at the claim, and a trial whose beat is older than the grace period is re-queued by the
+next claim on any machine. A worker that finds no WAITING trial while others are RUNNING waits for them
+to finish or go stale (see ``awaiting``) rather than leave a dead machine's trial to nobody.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import optuna
 import psutil
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
 from ..config import ConfigError
 from ..tracking import write_json_atomic
 from .space import grid_points
 from .spec import SweepSpec, changed_keys
-from .store import JOURNAL, META, MAX_RETRY, check_storage, make_storage
+from .store import JOURNAL, META, MAX_RETRY, check_storage, host_name, make_storage, redact
 
 OWNER = "workbench:owner"
 RUNNING_WITHOUT_OWNER_GRACE = 60.0  # seconds between a claim and its owner record, with room to spare
@@ -47,7 +50,7 @@ def prepare(spec: SweepSpec, folder: Path, url: str | None, force_new: bool) -> 
     if meta_path.is_file():
         recorded = json.loads(meta_path.read_text()).get("storage")
         if recorded != (url or JOURNAL) and not force_new:
-            raise ConfigError(f"storage: sweep {spec.name!r} was launched with storage {recorded!r}; "
+            raise ConfigError(f"storage: sweep {spec.name!r} was launched with storage {redact(recorded)!r}; "
                               "launch it with the same storage, or pass --force-new")
     existing = _load(spec.name, folder, url) if (url or (folder / JOURNAL).is_file()) else None
     if existing is not None and not force_new:
@@ -123,7 +126,7 @@ def budget_bounded(spec: SweepSpec) -> bool:
 
 def owner() -> dict[str, Any]:
     me = psutil.Process()
-    return {"host": socket.gethostname(), "pid": me.pid, "started": me.create_time()}
+    return {"host": host_name(), "pid": me.pid, "started": me.create_time()}
 
 
 def _owner_alive(record: dict[str, Any]) -> bool:
@@ -150,13 +153,25 @@ def claim(study: optuna.Study, bounded: bool) -> optuna.Trial | None:
         if bounded:
             return None
         trial_id = storage.create_new_trial(study_id)
+    if is_heartbeat_enabled(storage):  # at once: a machine dying before its beat thread starts is still seen
+        storage.record_heartbeat(trial_id)
     storage.set_trial_system_attr(trial_id, OWNER, owner())
     return optuna.Trial(study, trial_id)
 
 
+def awaiting(study: optuna.Study) -> bool:
+    """Whether RUNNING trials may still finish or come back as WAITING: with heartbeats any of them (a dead
+    machine's trial goes stale), else this host's trials whose owner lives or that a requeue will catch."""
+    running = study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+    if is_heartbeat_enabled(study._storage):
+        return bool(running)
+    here = [t.system_attrs.get(OWNER) for t in running]
+    return any(record is not None and record["host"] == host_name() for record in here)
+
+
 def requeue_interrupted(study: optuna.Study) -> list[int]:
     """Fail and re-queue this host's RUNNING trials whose process is gone; their numbers."""
-    host, now, retry = socket.gethostname(), time.time(), optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY)
+    host, now, retry = host_name(), time.time(), optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY)
     storage, requeued = study._storage, []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         record = trial.system_attrs.get(OWNER)

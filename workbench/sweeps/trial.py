@@ -5,12 +5,15 @@ seed the trial reports, at pruner step i·max_steps + s, the mean at step s over
 finished and the one running). Every trial reports at the same (seed position, step) points, so the
 pruner compares trials averaged over the same number of seeds, and a trial whose first seed is
 already hopeless stops before spending the others.
+
+A full disk or an unwritable folder is the machine's failure, not the configuration's: the trial is failed
+as interrupted, re-queued with its parameters for the next launch, and the worker stops claiming trials
+(the OSError goes up to it, naming the path) instead of failing every remaining one in seconds.
 """
 
 from __future__ import annotations
 
 import math
-import socket
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,13 +21,15 @@ from typing import Any, Iterator
 
 import numpy as np
 import optuna
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 from scipy.stats import trim_mean
 
-from ..config import ConfigError
+from ..config import ConfigError, machine_error
 from ..runner import RunStopped, prepare_run, train
 from .space import suggest
 from .spec import SweepSpec
+from .store import host_name
 
 
 def aggregate(values: list[float], how: str) -> float:
@@ -43,7 +48,7 @@ class _Failed(Exception):
 def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, folder: Path) -> TrialState:
     """Run the trial's seeds and tell the study; never raises for a run that goes wrong."""
     attrs: dict[str, Any] = {"seeds": spec.seeds, "aggregate": spec.aggregate, "run_dirs": {}, "seed_values": {},
-                             "host": socket.gethostname()}
+                             "host": host_name()}
     history = study._storage.get_trial(trial._trial_id).system_attrs.get("retry_history")
     if history:  # set by RetryHeartbeatStaleTrialCallback on a re-queued trial
         attrs["retry_of"] = history[-1]
@@ -64,11 +69,25 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, folder:
         study.tell(trial, aggregate(list(attrs["seed_values"].values()), spec.aggregate))
         return TrialState.COMPLETE
     except Exception as err:  # noqa: BLE001 - a failing trial is recorded, the sweep goes on
+        cause = machine_error(err)
+        if cause is not None:  # a failed write on an open file has no file name: name the trial's folder
+            where = cause.filename or str(folder / "trials" / str(trial.number))
+            _requeue(study, trial, f"interrupted by the machine ({cause.strerror}: {where}); re-run on the next launch")
+            raise OSError(cause.errno, cause.strerror, where) from None
         first_line = (str(err).splitlines() or [""])[0]
         reason = first_line if isinstance(err, _Failed) else f"{type(err).__name__}: {first_line}"
         trial.set_user_attr("failure", reason)
         study.tell(trial, state=TrialState.FAIL)
         return TrialState.FAIL
+
+
+def _requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    """Fail the trial as interrupted and queue a re-run of its parameters (no retry limit: not its fault)."""
+    trial.set_user_attr("failure", reason)
+    study.tell(trial, state=TrialState.FAIL)
+    failed = study._storage.get_trial(trial._trial_id)
+    failed.user_attrs = {}  # the re-run starts clean
+    optuna.storages.RetryHeartbeatStaleTrialCallback(None)(study, failed)
 
 
 def _set(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
@@ -111,12 +130,16 @@ def _run_seed(trial: optuna.Trial, spec: SweepSpec, folder: Path, params: Any, p
 
 @contextmanager
 def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
-    """Beat for the trial while it runs, on storages that detect dead workers this way (RDB)."""
+    """Beat for the trial while it runs, on storages that detect dead workers this way (RDB).
+
+    The test is Optuna's own: ``optuna.load_study`` hands back a database storage wrapped in a cache
+    (``_CachedStorage``), which beats through to the database but is no ``RDBStorage``.
+    """
     storage = study._storage
-    interval = storage.get_heartbeat_interval() if isinstance(storage, optuna.storages.RDBStorage) else None
-    if interval is None:
+    if not is_heartbeat_enabled(storage):
         yield
         return
+    interval = storage.get_heartbeat_interval()
     stop = threading.Event()
 
     def beat() -> None:

@@ -74,11 +74,11 @@ def run(
 
 @objectives_app.command("list")
 def objectives_list() -> None:
-    """The registered objectives: name, paper, parameters with their defaults and help."""
+    """The registered objectives (name, paper, parameters with their defaults and help), then the presets."""
     from rich.markup import escape
     from rich.table import Table
 
-    from .objectives import available_objectives, get_spec
+    from .objectives import available_objectives, available_presets, get_spec
 
     table = Table(show_lines=True)
     for column in ("name", "paper", "parameters"):
@@ -89,6 +89,16 @@ def objectives_list() -> None:
                            for p, default, help_ in spec.parameters())
         table.add_row(f"[bold]{name}[/]\n{escape(spec.summary)}", escape(spec.paper), params or "—")
     console.print(table)
+    presets = Table(title="presets: objective: family@preset (given objective_params still override)")
+    for column in ("preset", "settings", "source"):
+        presets.add_column(column)
+    for name in available_presets():
+        spec = get_spec(name)
+        family = get_spec(name.partition("@")[0]).params_model()
+        changed = {p: d for p, d, _ in spec.parameters() if getattr(family, p) != d}
+        presets.add_row(f"[bold]{escape(name)}[/]", escape(", ".join(f"{p}={d!r}" for p, d in changed.items())),
+                        escape(spec.source))
+    console.print(presets)
 
 
 @objectives_app.command("plot")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 # Importing the family modules registers them.
 from . import cispo, cov, dppo, drpo, gmpo, gpg, grpo, gspo, pg, sapo, spo  # noqa: F401
+from . import presets  # noqa: F401  (after the families it refers to)
 from .geometry import gradient_weight
 from .registry import (
     Objective,
@@ -17,9 +18,11 @@ from .registry import (
     ObjectiveParams,
     ObjectiveSpec,
     available_objectives,
+    available_presets,
     get_objective,
     get_spec,
     register_objective,
+    register_preset,
 )
 
 __all__ = [
@@ -28,8 +31,10 @@ __all__ = [
     "ObjectiveParams",
     "ObjectiveSpec",
     "available_objectives",
+    "available_presets",
     "get_objective",
     "get_spec",
     "gradient_weight",
     "register_objective",
+    "register_preset",
 ]

@@ -9,18 +9,22 @@ registered with :func:`register_objective` together with a pydantic model holdin
 A family registered with ``uses_old_logp=True`` also receives ``old_logp=`` (log π_old, the policy at the
 start of the batch's updates, detached): its trust region can be measured against π_old.
 :func:`get_objective` validates parameters at the boundary and returns a bound :class:`Objective`.
-Plugins are loaded by import path, ``"my_pkg.losses:my_objective"``.
+Plugins are loaded by import path, ``"my_pkg.losses:my_objective"``. A preset, ``"family@preset"``
+(:func:`register_preset`), is the family with the defaults of a paper's or recipe's own setting:
+``get_spec``/``get_objective`` resolve it, so a run, a sweep or a report may name one; given
+parameters still override it.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic.fields import FieldInfo
 
 
 class ObjectiveParams(BaseModel):
@@ -74,6 +78,7 @@ class ObjectiveSpec:
     summary: str
     batch_level: bool = False
     uses_old_logp: bool = False
+    source: str = ""  # for a preset: where its settings come from (paper section or recipe file)
 
     def parameters(self) -> list[tuple[str, Any, str]]:
         """(name, default, help) for every parameter, in declaration order."""
@@ -139,6 +144,7 @@ def _check_shapes(logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: 
 
 
 _REGISTRY: dict[str, ObjectiveSpec] = {}
+_PRESETS: dict[str, ObjectiveSpec] = {}
 
 
 def register_objective(
@@ -175,18 +181,51 @@ def _check_signature(name: str, fn: Any, params: Any, uses_old_logp: bool = Fals
         ) from None
 
 
+def register_preset(name: str, source: str, **params: Any) -> ObjectiveSpec:
+    """Register ``"family@preset"``: the family with ``params`` as its defaults, citing ``source``."""
+    family, _, preset = name.partition("@")
+    if not preset or family not in _REGISTRY:
+        raise ValueError(f"preset {name!r}: expected 'family@preset' with a registered family")
+    if name in _PRESETS:
+        raise ValueError(f"preset {name!r} is already registered")
+    if not source:
+        raise ValueError(f"preset {name!r}: name its source (paper section or recipe file)")
+    spec = _REGISTRY[family]
+    model = spec.params_model
+    unknown = sorted(set(params) - set(model.model_fields))
+    if unknown:
+        raise ValueError(f"preset {name!r}: {family!r} has no parameter {unknown[0]!r}")
+    try:
+        model(**params)  # the preset's own values must validate (pydantic does not check defaults)
+    except ValidationError as err:
+        raise ValueError(f"preset {name!r}: {err.errors()[0]['loc']} {err.errors()[0]['msg']}") from None
+    fields: dict[str, Any] = {k: (model.model_fields[k].annotation,
+                                  FieldInfo.merge_field_infos(model.model_fields[k], default=v))
+                              for k, v in params.items()}
+    derived = create_model(f"{model.__name__}_{preset}", __base__=model, **fields)
+    _PRESETS[name] = replace(spec, name=name, params_model=derived, source=source)
+    return _PRESETS[name]
+
+
 def available_objectives() -> list[str]:
-    """Registered names, sorted."""
+    """Registered family names, sorted (presets: :func:`available_presets`)."""
     return sorted(_REGISTRY)
 
 
+def available_presets() -> list[str]:
+    """Registered ``family@preset`` names, sorted."""
+    return sorted(_PRESETS)
+
+
 def get_spec(name: str) -> ObjectiveSpec:
-    """The spec registered under ``name``, or loaded from ``"module.path:attribute"``."""
+    """The spec registered under ``name`` (a family or a preset), or loaded from ``"module.path:attribute"``."""
     if ":" in name:
         return _load_plugin(name)
+    if name in _PRESETS:
+        return _PRESETS[name]
     if name not in _REGISTRY:
-        raise ValueError(f"unknown objective {name!r}; expected one of {', '.join(available_objectives())} "
-                         "or an import path 'package.module:function'")
+        raise ValueError(f"unknown objective {name!r}; expected one of {', '.join(available_objectives())}, "
+                         f"a preset ({', '.join(available_presets())}) or an import path 'package.module:function'")
     return _REGISTRY[name]
 
 

@@ -127,7 +127,9 @@ def gmpo(pi, mu, a, mask, epsilon_low=0.4, epsilon_high=0.4):
 
 
 CLOSED_FORMS = {"pg": pg, "grpo": grpo, "dppo_tv": dppo_tv, "dppo_kl": dppo_kl, "spo": spo, "drpo": drpo,
-                "cispo": cispo, "sapo": sapo, "gpg": gpg}
+                "cispo": cispo, "sapo": sapo, "gpg": gpg,
+                # Without the sampler's top-K (K = 0) the top-K divergences are the binary ones.
+                "dppo_topk_tv": dppo_tv, "dppo_topk_kl": dppo_kl}
 # Sequence-level ratios: the weight of a token depends on its sequence's valid tokens (the mask).
 SEQUENCE_FORMS = {"gspo": gspo, "gmpo": gmpo}
 
@@ -139,8 +141,8 @@ def near_an_edge(name, pi, mu, a, params, tol=1e-9, mask=None):
         high, low = params.get("epsilon_high", 0.2), params.get("epsilon_low", 0.2)
         dual = np.abs(r - params["clip_ratio_c"]) < tol if params.get("clip_ratio_c") else False
         return (np.abs(r - 1 - high) < tol) | (np.abs(r - 1 + low) < tol) | dual
-    if name in ("dppo_tv", "dppo_kl"):
-        divergence, default = (tv, 0.15) if name == "dppo_tv" else (bernoulli_kl, 0.05)
+    if name in ("dppo_tv", "dppo_kl", "dppo_topk_tv", "dppo_topk_kl"):
+        divergence, default = (tv, 0.15) if name.endswith("tv") else (bernoulli_kl, 0.05)
         bound = dppo_bound(a, params.get("delta", default), params.get("delta_low"), params.get("delta_high"))
         return np.abs(divergence(pi, mu) - bound) < tol
     if name == "cispo":

@@ -18,6 +18,8 @@ FAMILY_METRICS = {
     "cispo": {"frac/clipped"},
     "gspo": {"frac/clipped"},
     "gmpo": {"frac/clipped"},
+    "dppo_topk_tv": {"frac/masked"},
+    "dppo_topk_kl": {"frac/masked"},
 }
 NAMES = available_objectives()
 

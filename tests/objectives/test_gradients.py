@@ -89,6 +89,8 @@ CASES = [
     ("gspo", {"epsilon_low": 0.2, "epsilon_high": 0.3}),
     ("gmpo", {}),
     ("gmpo", {"epsilon_low": 0.1, "epsilon_high": 0.2}),
+    ("dppo_topk_tv", {"delta_high": 0.3}),
+    ("dppo_topk_kl", {}),
 ]
 
 

@@ -3,6 +3,8 @@ several updates, π itself (detached) at a batch's first update otherwise."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from runs import tiny_run
@@ -18,8 +20,7 @@ def test_the_trainer_hands_pi_old_to_objectives_that_declare_it(tmp_path, monkey
         seen.append((logp.detach().clone(), old_logp.clone(), params.trust_region_against))
         return original(logp, behaviour_logp, advantages, mask, params, generator=generator, old_logp=old_logp)
 
-    monkeypatch.setitem(registry._REGISTRY, "grpo", registry.ObjectiveSpec(
-        spec.name, spy, spec.params_model, spec.paper, spec.summary, spec.batch_level, spec.uses_old_logp))
+    monkeypatch.setitem(registry._REGISTRY, "grpo", replace(spec, fn=spy))
     result = tiny_run(tmp_path, objective="grpo", objective_params={"trust_region_against": "old"},
                       num_iterations=2, max_steps=2)
     assert result.summary["status"] == "finished", result.summary.get("failure")
@@ -41,8 +42,7 @@ def test_without_old_log_probs_pi_old_is_pi(tmp_path, monkeypatch):
         seen.append((logp.detach().clone(), old_logp.clone()))
         return original(logp, behaviour_logp, advantages, mask, params, generator=generator, old_logp=old_logp)
 
-    monkeypatch.setitem(registry._REGISTRY, "dppo_tv", registry.ObjectiveSpec(
-        spec.name, spy, spec.params_model, spec.paper, spec.summary, spec.batch_level, spec.uses_old_logp))
+    monkeypatch.setitem(registry._REGISTRY, "dppo_tv", replace(spec, fn=spy))
     result = tiny_run(tmp_path, objective="dppo_tv", objective_params={"trust_region_against": "old"}, max_steps=1)
     assert result.summary["status"] == "finished", result.summary.get("failure")
     assert seen and all(torch.equal(logp, old) for logp, old in seen)

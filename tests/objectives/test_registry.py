@@ -10,7 +10,7 @@ from workbench.objectives import registry
 
 from . import plugins
 
-BUILT_IN = ["cispo", "clip_cov", "dppo_kl", "dppo_tv", "drpo", "gmpo", "gpg", "grpo", "gspo", "kl_cov", "pg", "sapo",
+BUILT_IN = ["cispo", "clip_cov", "dppo_kl", "dppo_topk_kl", "dppo_topk_tv", "dppo_tv", "drpo", "gmpo", "gpg", "grpo", "gspo", "kl_cov", "pg", "sapo",
             "spo"]
 DEFAULTS = {
     "pg": {},
@@ -23,6 +23,8 @@ DEFAULTS = {
     "drpo": {"delta": 0.15, "advantage_weight": "abs"},
     "clip_cov": {"epsilon_low": 0.2, "epsilon_high": 0.2, "clip_ratio": 2e-4, "cov_low": 1.0, "cov_high": 5.0},
     "kl_cov": {"ratio": 2e-3, "beta": 1.0},
+    "dppo_topk_tv": {"delta": 0.15, "delta_low": None, "delta_high": None, "clip_c": 20.0},
+    "dppo_topk_kl": {"delta": 0.05, "delta_low": None, "delta_high": None, "clip_c": 20.0},
     "cispo": {"epsilon_low": None, "epsilon_high": 4.0},
     "sapo": {"temperature_pos": 1.0, "temperature_neg": 1.05},
     "gpg": {},

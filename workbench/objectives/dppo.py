@@ -31,7 +31,6 @@ class _DPPOParams(ObjectiveParams):
     delta_low: float | None = Field(None, gt=0, description=DELTA_LOW_HELP)
     delta_high: float | None = Field(None, gt=0, description=DELTA_HIGH_HELP)
     clip_c: float = Field(20.0, gt=0, description=CLIP_C_HELP)
-    trust_region_against: TrustRegionAgainst = "behaviour"
 
     def bounds(self, advantages: torch.Tensor) -> torch.Tensor:
         """The δ that applies to each token: δ_high where A > 0, δ_low elsewhere (A = 0 is never masked)."""
@@ -42,10 +41,12 @@ class _DPPOParams(ObjectiveParams):
 
 class DPPOTVParams(_DPPOParams):
     delta: float = Field(0.15, gt=0, description="trust region δ on the total variation |π−μ|")
+    trust_region_against: TrustRegionAgainst = "behaviour"
 
 
 class DPPOKLParams(_DPPOParams):
     delta: float = Field(0.05, gt=0, description="trust region δ on the binary KL(μ‖π)")
+    trust_region_against: TrustRegionAgainst = "behaviour"
 
 
 def binary_kl(logp: torch.Tensor, behaviour_logp: torch.Tensor) -> torch.Tensor:

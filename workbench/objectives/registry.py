@@ -78,6 +78,7 @@ class ObjectiveSpec:
     summary: str
     batch_level: bool = False
     uses_old_logp: bool = False
+    uses_top_k: bool = False  # takes top_k= (log π, log μ) at the sampler's top-K tokens and the sampled one
     source: str = ""  # for a preset: where its settings come from (paper section or recipe file)
 
     def parameters(self) -> list[tuple[str, Any, str]]:
@@ -104,6 +105,7 @@ class Objective:
         mask: torch.Tensor,
         generator: torch.Generator | None = None,
         old_logp: torch.Tensor | None = None,
+        top_k: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> ObjectiveOutput:
         """Shapes: logp, behaviour_logp, mask, old_logp (B, T); advantages (B,) or (B, T).
 
@@ -123,6 +125,8 @@ class Objective:
                 raise ValueError(f"old_logp must have the shape of logp {tuple(logp.shape)}, "
                                  f"got {tuple(old_logp.shape)}")
             extra["old_logp"] = logp.detach() if old_logp is None else _promote(old_logp).detach()
+        if self.spec.uses_top_k:
+            extra["top_k"] = top_k
         return self.spec.fn(logp, behaviour_logp, advantages, mask.to(logp.dtype), self.params, generator=generator,
                             **extra)
 
@@ -149,32 +153,33 @@ _PRESETS: dict[str, ObjectiveSpec] = {}
 
 def register_objective(
     name: str, params: type[ObjectiveParams] = NoParams, paper: str = "", batch_level: bool = False,
-    uses_old_logp: bool = False,
+    uses_old_logp: bool = False, uses_top_k: bool = False,
 ) -> Callable[[ObjectiveFn], ObjectiveFn]:
     """Register an objective family under ``name``; a name already taken is refused, never overwritten."""
 
     def decorator(fn: ObjectiveFn) -> ObjectiveFn:
         if name in _REGISTRY:
             raise ValueError(f"objective {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
-        _check_signature(name, fn, params, uses_old_logp)
+        _check_signature(name, fn, params, uses_old_logp, uses_top_k)
         summary = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
-        _REGISTRY[name] = ObjectiveSpec(name, fn, params, paper, summary, batch_level, uses_old_logp)
+        _REGISTRY[name] = ObjectiveSpec(name, fn, params, paper, summary, batch_level, uses_old_logp, uses_top_k)
         return fn
 
     return decorator
 
 
-def _check_signature(name: str, fn: Any, params: Any, uses_old_logp: bool = False) -> None:
+def _check_signature(name: str, fn: Any, params: Any, uses_old_logp: bool = False, uses_top_k: bool = False) -> None:
     """Fail at registration/load time, not inside training, when a plugin breaks the contract."""
     if not callable(fn):
         raise ValueError(f"objective {name!r}: {fn!r} is not callable")
     if not (isinstance(params, type) and issubclass(params, ObjectiveParams)):
         raise ValueError(f"objective {name!r}: params must be a subclass of ObjectiveParams, got {params!r}")
+    extra = {k: None for k, used in (("old_logp", uses_old_logp), ("top_k", uses_top_k)) if used}
     try:
         sig = inspect.signature(fn)
-        sig.bind(None, None, None, None, None, generator=None, **({"old_logp": None} if uses_old_logp else {}))
+        sig.bind(None, None, None, None, None, generator=None, **extra)
     except (TypeError, ValueError) as err:
-        old = ", old_logp" if uses_old_logp else ""
+        old = "".join(f", {k}" for k in extra)
         raise ValueError(
             f"objective {name!r}: expected fn(logp, behaviour_logp, advantages, mask, params, generator=None{old}), "
             f"got {fn.__name__}{inspect.signature(fn) if callable(fn) else ''} ({err})"
@@ -261,11 +266,11 @@ def _load_plugin(path: str) -> ObjectiveSpec:
     spec = next((s for s in _REGISTRY.values() if s.fn is fn), None)
     if spec is None:
         params = getattr(fn, "params", NoParams)
-        uses_old_logp = getattr(fn, "uses_old_logp", False)
-        _check_signature(path, fn, params, uses_old_logp)
+        uses_old_logp, uses_top_k = getattr(fn, "uses_old_logp", False), getattr(fn, "uses_top_k", False)
+        _check_signature(path, fn, params, uses_old_logp, uses_top_k)
         summary = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
         spec = ObjectiveSpec(path, fn, params, getattr(fn, "paper", ""), summary, getattr(fn, "batch_level", False),
-                             uses_old_logp)
+                             uses_old_logp, uses_top_k)
     _probe(path, spec)
     return spec
 

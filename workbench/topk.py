@@ -1,0 +1,101 @@
+"""The top-K path: the sampler's top-K log-probs beside μ, and π at the same token ids from the training forward.
+
+TRL 1.16 hands ``rollout_func``'s extra fields to the reward functions only, never to ``_compute_loss``,
+and it shuffles and splits the generation batch before the loss sees it. So the rollout engine keeps
+the sampler's top-K in a :class:`TopKStore` keyed by the tokens themselves (prompt and completion ids),
+and the trainer looks each row up. π at those ids comes from the SAME forward pass that gives log π:
+TRL's fused LM head never materialises the logits (no hook on the output embedding would fire), so
+:func:`capture_hidden` keeps the backbone's last hidden states h and :func:`policy_logp_at` scores only
+the K ids: log π(i) = log π(y) + (z_i − z_y)/T with z = W·h (+ b), the normaliser cancelling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+
+class TopKStore:
+    """The latest generation's top-K (log μ, ids) per sampled position, keyed by (prompt ids, completion ids)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def replace(self, prompt_ids: list[list[int]], completion_ids: list[list[int]], logps: torch.Tensor,
+                ids: torch.Tensor) -> None:
+        """Keep one generation: ``logps``/``ids`` (N, L_max, K) for N completions (cut lengths taken from the ids)."""
+        self._rows = {(tuple(p), tuple(c)): (logps[n, :len(c)], ids[n, :len(c)])
+                      for n, (p, c) in enumerate(zip(prompt_ids, completion_ids))}
+
+    def lookup(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+               completion_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log μ, ids) at the top-K, (B, T, K), for a padded batch; padding positions get −inf and id 0."""
+        k = next(iter(self._rows.values()))[0].size(-1)
+        logps = torch.full((*completion_ids.shape, k), -torch.inf)
+        ids = torch.zeros((*completion_ids.shape, k), dtype=torch.long)
+        for n in range(completion_ids.size(0)):
+            length = int(completion_mask[n].sum())
+            key = (tuple(prompt_ids[n][prompt_mask[n].bool()].tolist()), tuple(completion_ids[n, :length].tolist()))
+            if key not in self._rows:
+                if length == 0:
+                    continue
+                raise RuntimeError("a completion reached the loss without the sampler's top-K: rollout and loss "
+                                   "batches disagree")
+            row_logps, row_ids = self._rows[key]
+            logps[n, :length], ids[n, :length] = row_logps[:length], row_ids[:length]
+        return logps.to(completion_ids.device), ids.to(completion_ids.device)
+
+
+def sampler_topk(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sampler's K most likely tokens per position: (log μ, ids) from its (temperature-scaled) logits."""
+    return logits.float().log_softmax(-1).topk(k, dim=-1)
+
+
+def topk_set(pi_top: torch.Tensor, mu_top: torch.Tensor, ids: torch.Tensor, logp: torch.Tensor,
+             behaviour_logp: torch.Tensor, sampled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log π, log μ) over S = top-K ∪ {sampled}, (B, T, K+1); a sampled token already in the top-K is listed
+    a second time at −inf in both, so it counts once."""
+    listed = (ids == sampled.unsqueeze(-1)).any(-1, keepdim=True)
+    extra_pi = logp.detach().unsqueeze(-1).masked_fill(listed, -torch.inf)
+    extra_mu = behaviour_logp.unsqueeze(-1).to(mu_top.dtype).masked_fill(listed, -torch.inf)
+    return torch.cat([pi_top.to(extra_pi.dtype), extra_pi], -1), torch.cat([mu_top, extra_mu], -1)
+
+
+def _backbone(model: torch.nn.Module) -> torch.nn.Module:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT
+    return base.base_model
+
+
+@contextlib.contextmanager
+def capture_hidden(model: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect the backbone's last hidden states for every forward inside the block (TRL may chunk the batch)."""
+    captured: list[torch.Tensor] = []
+
+    def hook(module: Any, args: Any, output: Any) -> None:
+        captured.append(output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0])
+
+    handle = _backbone(model).register_forward_hook(hook)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+@torch.no_grad()
+def policy_logp_at(model: torch.nn.Module, hidden: torch.Tensor, logp: torch.Tensor, completion_ids: torch.Tensor,
+                   ids: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log π at ``ids`` (B, T, K) from the hidden states of the pass that gave ``logp`` (log π of the sampled
+    tokens ``completion_ids``): only K+1 rows of the head are scored, the normaliser cancels."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings()
+    keep = completion_ids.size(1)
+    # TRL scores positions [:-1] of the sequence and keeps the last `keep`: the states before each completion token.
+    h = hidden[:, -keep - 1:-1].float()
+    every = torch.cat([completion_ids.unsqueeze(-1), ids], -1)
+    z = torch.einsum("btd,btkd->btk", h, head.weight[every].float())
+    if head.bias is not None:
+        z = z + head.bias[every].float()
+    return logp.detach().float().unsqueeze(-1) + (z[..., 1:] - z[..., :1]) / temperature

@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from ..sweeps.store import open_study, read_meta, sweep_folder
+from ..sweeps.store import host_name, open_study, read_meta, sweep_folder
 from ..tracking import STATUS_FINISHED, RunRecord, load_run
 
 DEFAULT_METRIC = "eval/accuracy"
@@ -71,11 +71,13 @@ def load_sweep(name: str, root: str | Path | None = None, storage: str | None = 
         trial_rows.append({**base, "state": trial.state.name, "value": trial.value,
                            "failure": trial.user_attrs.get("failure"), "seeds": len(trial.user_attrs.get("seeds", []))})
         for seed, path in _run_dirs(folder, trial):
-            if not (path / "summary.json").is_file():
-                continue  # a seed that has not started yet
-            record = load_run(path)
             run = {**base, "seed": seed, "run": str(path.relative_to(folder))}
-            run_rows.append({**run, **_run_facts(record, metric)})
+            record, unusable = _read_run(path, trial, seed)
+            if record is None:
+                run_rows.extend([{**run, **unusable}] if unusable else [])
+                continue
+            facts = _run_facts(record, metric)
+            run_rows.append({**run, **facts, "flags": facts["flags"] + _damage(record)})
             step_rows.extend({**run, "status": record.summary.get("status"), **row} for row in record.scalars)
             hist_rows.extend({**run, **h} for h in record.histograms)
     return Sweep(name, folder, meta, metric, study, params, _frame(trial_rows, ["trial", "state"]),
@@ -122,6 +124,46 @@ def _run_dirs(folder: Path, trial: optuna.trial.FrozenTrial) -> list[tuple[int, 
         return sorted((int(seed), folder / rel) for seed, rel in run_dirs.items())
     found = (folder / "trials" / str(trial.number)).glob("seed-*")
     return sorted((int(p.name.removeprefix("seed-")), p) for p in found if p.name.removeprefix("seed-").isdigit())
+
+
+def _read_run(path: Path, trial: optuna.trial.FrozenTrial,
+              seed: int) -> tuple[RunRecord | None, dict[str, Any] | None]:
+    """The run's record; else the row of a run the report cannot use, saying why (flagged, never dropped
+    silently); (None, None) for a seed of a running trial that has not started yet."""
+    done = trial.user_attrs.get("seed_values") or {}
+    started = trial.state != optuna.trial.TrialState.RUNNING or str(seed) in done
+    if not path.is_dir():
+        if not started:
+            return None, None
+        host = trial.user_attrs.get("host")
+        where = (f"ran on host {host}: copy its trials/{trial.number}/ folder here" if host and host != host_name()
+                 else "run folder missing")
+        return None, _unusable("missing", where)
+    if not started and not (path / "summary.json").is_file():
+        return None, None
+    for name in ("summary.json", "config.json"):
+        try:
+            json.loads((path / name).read_text())
+        except FileNotFoundError:
+            return None, _unusable("unreadable", f"{name} missing")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None, _unusable("unreadable", f"{name} is not valid JSON (cut short?)")
+    return load_run(path), None
+
+
+def _unusable(status: str, reason: str) -> dict[str, Any]:
+    return {"status": status, "flags": [reason], "failure": reason, "final": np.nan}
+
+
+def _damage(record: RunRecord) -> list[str]:
+    """Lines of scalars.jsonl / histograms.jsonl the record could not read (a cut or garbled line)."""
+    notes = []
+    for name, rows in (("scalars.jsonl", record.scalars), ("histograms.jsonl", record.histograms)):
+        file = record.path / name
+        lines = len(file.read_bytes().splitlines()) if file.is_file() else 0
+        if len(rows) < lines:
+            notes.append(f"{name} unreadable from line {len(rows) + 1} of {lines}")
+    return notes
 
 
 def _run_facts(record: RunRecord, metric: str) -> dict[str, Any]:

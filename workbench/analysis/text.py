@@ -88,7 +88,8 @@ def flagged_sentence(comparison: Comparison, total: int) -> str:
              for r in flagged.itertuples()]
     counts = flagged["status"].value_counts()
     zero = int(flagged["flags"].map(lambda f: "zero_shift" in f).sum())
-    parts = [f"{int(counts.get(s, 0))} {s}" for s in ("failed", "pruned", "running") if counts.get(s, 0)]
+    parts = [f"{int(counts.get(s, 0))} {s}" for s in ("failed", "pruned", "running", "unreadable", "missing")
+             if counts.get(s, 0)]
     parts += [f"{zero} with zero shift (μ = π on every token, so the objectives could not differ)"] if zero else []
     return f"Flagged runs, {len(flagged)} of {total} ({'; '.join(parts)}): " + "; ".join(items) + "."
 

@@ -127,6 +127,31 @@ class RunRecorder:
             self.wandb_run.finish(exit_code=0 if status == STATUS_FINISHED else 1)
 
 
+class PeerRecorder(RunRecorder):
+    """The recorder of a rank other than the main process: the summary in memory, nothing written.
+
+    The main process holds the run record and the W&B run; the other ranks train and sample.
+    """
+
+    def __init__(self, run_dir: Path, config: dict[str, Any]):  # noqa: D107 - no folder, no files, no W&B
+        self.run_dir, self.wandb_run, self.started = Path(run_dir), None, time.time()
+        self.summary = {"status": STATUS_RUNNING, "seed": config.get("seed"), "objective": config.get("objective"),
+                        "flags": [], "wandb": None}
+
+    def log_scalars(self, step: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def log_histograms(self, step: int, values: dict[str, np.ndarray], bins: int,
+                       ranges: dict[str, tuple[float, float]] | None = None) -> None:
+        pass
+
+    def update_summary(self, **fields: Any) -> None:
+        self.summary.update(fields)
+
+    def finish(self, status: str, **fields: Any) -> None:
+        self.update_summary(status=status, wall_time=time.time() - self.started, **fields)
+
+
 # ---- W&B -----------------------------------------------------------------------------------------
 
 

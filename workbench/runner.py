@@ -22,7 +22,7 @@ from .ranks import main_first, main_then_share, processes, sigterm_fails_the_run
 from .rollout import RolloutEngine
 from .tasks import Task, evaluate, get_task, load_policy
 from .tasks.chat import chat_dataset, use_chat
-from .tasks.policy import reference_init_kwargs
+from .tasks.policy import gguf_source
 from .tracking import STATUS_FAILED, STATUS_FINISHED, PeerRecorder, RunRecorder, start_wandb
 from .trainer import TRL_LOSSES, WorkbenchGRPOTrainer
 
@@ -65,6 +65,9 @@ def prepare_run(cfg: RunConfig, run_dir: Path | None = None, wandb_group: str | 
         raise ConfigError(f"gradient_accumulation_steps: must divide prompts_per_step × num_generations = "
                           f"{completions} (got {cfg.gradient_accumulation_steps})")
     task = get_task(cfg.task, **cfg.task_params)
+    if cfg.beta and cfg.lora is None and gguf_source(cfg.model):
+        raise ConfigError("beta: TRL loads the reference model from a folder and cannot read a GGUF file; "
+                          "add lora (the base under the adapter is the reference) or set beta to 0")
     objective = None if cfg.objective.startswith("trl:") else get_objective(cfg.objective, **cfg.objective_params)
     if objective is None:
         _grpo_args(cfg, Path("unused"))  # TRL validates its own loss parameters
@@ -106,8 +109,6 @@ def _grpo_args(cfg: RunConfig, run_dir: Path) -> GRPOConfig:
             data_seed=cfg.seed,
             bf16=cfg.train_precision == "bf16",
             use_cpu=not torch.cuda.is_available(),
-            # TRL loads the reference model itself (beta > 0 without LoRA): a GGUF one needs its file name.
-            model_init_kwargs=reference_init_kwargs(cfg.model) if cfg.beta and cfg.lora is None else None,
             **trl_loss,
             **trl_params,
         )

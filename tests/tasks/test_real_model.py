@@ -85,6 +85,9 @@ def test_a_gguf_file_loads_with_its_tokenizer_and_chat_template(tiny_gguf):
     assert type(model).__name__ == "LlamaForCausalLM" and model.dtype == torch.float32
     assert model.config.num_hidden_layers == 2 and model.config.vocab_size == model.get_input_embeddings().num_embeddings
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token_id is not None
+    # Dequantised to a plain model: no GGUF quantizer for the Trainer to refuse, and it saves like any model.
+    assert not getattr(model, "is_quantized", False) and getattr(model, "hf_quantizer", None) is None
+    model.save_pretrained(tiny_gguf.parent / "saved")
     task = get_task("arithmetic")
     use_chat(task, tokenizer)
     assert task.chat
@@ -135,8 +138,8 @@ def test_the_sampler_copy_of_a_gguf_policy_works_at_every_precision(tiny_gguf, p
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fields", [
-    {"objective": "drpo", "lora": {"r": 4, "alpha": 8}},
-    {"objective": "grpo", "beta": 0.05},  # TRL loads the reference model itself, from the GGUF file
+    {"objective": "drpo", "lora": {"r": 4, "alpha": 8}, "beta": 0.05},  # the base under the adapter is the reference
+    {"objective": "grpo", "rollout_precision": "fp8"},  # all weights train
 ])
 def test_a_gguf_policy_trains_through_the_runner(tmp_path, tiny_gguf, fields):
     result = tiny_run(tmp_path, model=str(tiny_gguf), name="gguf", max_completion_length=6, **fields)
@@ -161,6 +164,15 @@ def test_a_bad_gguf_model_is_one_line_and_exit_2(tmp_path, model, needle):
     assert proc.returncode == 2
     assert needle in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_reference_model_for_a_fully_trained_gguf_policy_is_refused(tiny_gguf, tmp_path):
+    from runs import tiny_config
+
+    from workbench.runner import prepare_run
+
+    with pytest.raises(ConfigError, match="^beta: .*lora"):
+        prepare_run(tiny_config(tmp_path, model=str(tiny_gguf), beta=0.05))
 
 
 def test_a_named_gguf_model_whose_package_is_missing_names_the_extra(monkeypatch):

@@ -27,6 +27,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config,
                           Qwen2ForCausalLM)
 from transformers.utils import logging as hf_logging
+from transformers.utils.quantization_config import GgufConfig
 
 from ..config import ConfigError
 from .base import Task
@@ -98,15 +99,17 @@ def load_policy(model: str, lora: Any, task: Task, seed: int = 0) -> tuple[torch
     """(model, tokenizer) for a RunConfig's ``model`` and ``lora``; bad input raises ConfigError.
 
     A GGUF file is dequantised to fp32 master weights (bf16 training autocasts, as for every model) and
-    its tokenizer, chat template included, comes from the same file. Transformers refuses
-    ``save_pretrained`` on such a model; nothing here or in the rollout engine saves the policy.
+    its tokenizer, chat template included, comes from the same file. Dequantising at load time
+    (``GgufConfig(dequantize=True)``) leaves a plain model: with GGUF blocks kept, or a GGUF quantizer
+    attached, the Trainer refuses to train it and transformers to save or copy it.
     """
     folder, gguf_file = resolve_model(model, task)
     source = {"gguf_file": gguf_file} if gguf_file else {}
+    dense = {"quantization_config": GgufConfig(dequantize=True)} if gguf_file else {}
     try:
         # The GGUF reader draws a tqdm bar per load on stderr; runs stay quiet (errors still raise).
         with contextlib.redirect_stderr(io.StringIO()) if gguf_file else contextlib.nullcontext():
-            policy = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **source)
+            policy = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **source, **dense)
             tokenizer = AutoTokenizer.from_pretrained(folder, **source)
     except (OSError, ValueError) as err:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
@@ -122,12 +125,6 @@ def load_policy(model: str, lora: Any, task: Task, seed: int = 0) -> tuple[torch
         policy = get_peft_model(policy, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                                    target_modules=lora.target_modules, task_type="CAUSAL_LM"))
     return policy, tokenizer
-
-
-def reference_init_kwargs(model: str) -> dict[str, Any] | None:
-    """TRL's ``model_init_kwargs`` for the reference model it loads itself (beta > 0 without LoRA)."""
-    gguf = gguf_source(model)
-    return {"gguf_file": gguf[1]} if gguf else None
 
 
 def tiny_policy_folder(task: Task) -> Path:

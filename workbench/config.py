@@ -14,6 +14,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
+# The sampler's top-K when a top-K objective leaves rollout_top_k unset.
+DEFAULT_TOP_K = 8
+
+
 class ConfigError(ValueError):
     """Bad user input: the message names the field or file and what was expected."""
 
@@ -60,7 +64,9 @@ class RunConfig(BaseModel):
     # What is trained, on what.
     model: str = Field("tiny", description="'tiny' (built-in warm-started policy), a hub id, or a local folder")
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter through peft instead of all weights")
-    task: str = Field("arithmetic", description="built-in task name or import path 'pkg.module:factory'")
+    task: str = Field(
+        "noisy_arithmetic", description="built-in task (noisy_arithmetic, arithmetic) or import path 'pkg.module:factory'"
+    )
     task_params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the task")
 
     # The objective under study.
@@ -81,6 +87,10 @@ class RunConfig(BaseModel):
     num_iterations: int = Field(1, ge=1, description="updates per generated batch (μ stays frozen across them)")
     steps_per_generation: int | None = Field(
         None, ge=1, description="optimizer steps served by one generation batch (None = gradient_accumulation_steps)"
+    )
+    rollout_top_k: int | None = Field(
+        None, ge=0, description="the sampler also returns its top-K log-probs per position for the top-K objectives "
+                                "(dppo_topk_*); None = 8 for those, 0 (off, nothing paid) for the others"
     )
 
     # Optimisation.
@@ -122,11 +132,25 @@ class RunConfig(BaseModel):
             from .objectives import get_objective
 
             try:
-                get_objective(self.objective, **self.objective_params)
+                objective = get_objective(self.objective, **self.objective_params)
             except ValueError as err:
                 field = "objective_params" if "parameter" in str(err) else "objective"
                 raise ValueError(f"{field}: {err}") from None
+            if objective.spec.uses_top_k and self.rollout_top_k == 0:
+                raise ValueError(f"rollout_top_k: objective {self.objective!r} needs the sampler's top-K log-probs; "
+                                 f"set rollout_top_k to K > 0 (default {DEFAULT_TOP_K})")
         return self
+
+    @property
+    def sampler_top_k(self) -> int:
+        """K the rollout engine returns: ``rollout_top_k``, or its default for the objective when None."""
+        if self.rollout_top_k is not None:
+            return self.rollout_top_k
+        if self.objective.startswith("trl:"):
+            return 0
+        from .objectives import get_spec
+
+        return DEFAULT_TOP_K if get_spec(self.objective).uses_top_k else 0
 
     # ---- loading -------------------------------------------------------------------------------
 

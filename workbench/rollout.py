@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .topk import TopKStore
+
 ROLLOUT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp8": torch.bfloat16}
 FP8 = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8).max
@@ -36,15 +38,17 @@ class Generation:
     completion_ids: list[list[int]]  # cut after the first EOS (kept)
     texts: list[str]  # completions decoded without special tokens
     logprobs: list[list[float]]  # log-prob of each sampled token under the sampling model (empty when greedy)
+    top_k: tuple[torch.Tensor, torch.Tensor] | None = None  # the sampler's top-K (log μ, ids), (N, L_max, K)
 
 
 @torch.no_grad()
 def generate(model: torch.nn.Module, tokenizer: Any, prompts: list[Prompt], max_new_tokens: int,
-             temperature: float | None) -> Generation:
+             temperature: float | None, top_k: int = 0) -> Generation:
     """Sample (``temperature``) or decode greedily (None) one completion per prompt, left-padded in one batch.
 
     A prompt is text, or TRL's conversational list of ``{role, content}`` messages, which goes through the
     tokenizer's chat template with the generation prompt (the template writes its own special tokens).
+    ``top_k`` > 0 (sampling only) also returns the sampler's K most likely tokens per position with their log μ.
     """
     device = next(model.parameters()).device
     chat = not isinstance(prompts[0], str)
@@ -61,9 +65,11 @@ def generate(model: torch.nn.Module, tokenizer: Any, prompts: list[Prompt], max_
     if temperature:
         # log μ of the sampled token, in fp32 from the sampler's logits (an inference engine does the same).
         logits = torch.stack(out.logits, dim=1).float() / temperature
-        logps = torch.gather(F.log_softmax(logits, dim=-1), 2, new_tokens.unsqueeze(-1)).squeeze(-1).tolist()
+        log_mu = F.log_softmax(logits, dim=-1)
+        logps = torch.gather(log_mu, 2, new_tokens.unsqueeze(-1)).squeeze(-1).tolist()
+        top = tuple(log_mu.topk(top_k, dim=-1)) if top_k else None
     else:
-        logps = [[] for _ in prompts]
+        logps, top = [[] for _ in prompts], None
     prompt_ids, completion_ids, logprobs = [], [], []
     for row, keep, ids, lp in zip(batch["input_ids"], batch["attention_mask"], new_tokens.tolist(), logps):
         length = next((i + 1 for i, t in enumerate(ids) if t == tokenizer.eos_token_id), len(ids))
@@ -71,24 +77,27 @@ def generate(model: torch.nn.Module, tokenizer: Any, prompts: list[Prompt], max_
         completion_ids.append(ids[:length])
         logprobs.append(lp[:length])
     texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
-    return Generation(prompt_ids, completion_ids, texts, logprobs)
+    return Generation(prompt_ids, completion_ids, texts, logprobs, top)
 
 
 class RolloutEngine:
     """TRL ``rollout_func``: one completion per prompt it receives (TRL repeats each prompt G times).
 
     Build it from the policy *before* the trainer patches the policy's forward, so the sampling copy
-    is a plain model; its weights are refreshed from the trainer at every call.
+    is a plain model; its weights are refreshed from the trainer at every call. With ``top_k`` > 0 the
+    sampler's top-K of the latest generation wait in ``top_k_store`` for the loss (TRL would not pass them).
     """
 
     def __init__(self, policy: torch.nn.Module, tokenizer: Any, precision: str, max_new_tokens: int,
-                 temperature: float):
+                 temperature: float, top_k: int = 0):
         if precision not in ROLLOUT_DTYPES:
             raise ValueError(f"rollout_precision must be one of {', '.join(ROLLOUT_DTYPES)}; got {precision!r}")
         self.precision = precision
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
+        self.top_k = top_k
+        self.top_k_store = TopKStore() if top_k else None
         self.sampler = copy.deepcopy(policy).to(ROLLOUT_DTYPES[precision]).eval()
         self.sampler.requires_grad_(False)
 
@@ -103,7 +112,9 @@ class RolloutEngine:
 
     def sample(self, prompts: list[Prompt]) -> dict[str, list[list[Any]]]:
         """Sample one completion per prompt; return prompt ids, completion ids (cut after EOS) and μ."""
-        out = generate(self.sampler, self.tokenizer, prompts, self.max_new_tokens, self.temperature)
+        out = generate(self.sampler, self.tokenizer, prompts, self.max_new_tokens, self.temperature, self.top_k)
+        if self.top_k_store is not None:
+            self.top_k_store.replace(out.prompt_ids, out.completion_ids, *out.top_k)
         return {"prompt_ids": out.prompt_ids, "completion_ids": out.completion_ids, "logprobs": out.logprobs}
 
     def __call__(self, prompts: list[Prompt], trainer: Any) -> dict[str, list[list[Any]]]:

@@ -194,7 +194,7 @@ def train(run: PreparedRun, progress: bool = False,
             recorder.log_scalars(0, summary["base_eval"])
             # The sampler copy must be taken before the trainer patches the policy's forward.
             engine = RolloutEngine(run.model, run.tokenizer, cfg.rollout_precision, cfg.max_completion_length,
-                                   cfg.temperature)
+                                   cfg.temperature, cfg.sampler_top_k)
             trainer = WorkbenchGRPOTrainer(
                 model=run.model,
                 reward_funcs=[run.task.reward],

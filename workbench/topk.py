@@ -49,11 +49,6 @@ class TopKStore:
         return logps.to(completion_ids.device), ids.to(completion_ids.device)
 
 
-def sampler_topk(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The sampler's K most likely tokens per position: (log μ, ids) from its (temperature-scaled) logits."""
-    return logits.float().log_softmax(-1).topk(k, dim=-1)
-
-
 def topk_set(pi_top: torch.Tensor, mu_top: torch.Tensor, ids: torch.Tensor, logp: torch.Tensor,
              behaviour_logp: torch.Tensor, sampled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(log π, log μ) over S = top-K ∪ {sampled}, (B, T, K+1); a sampled token already in the top-K is listed
@@ -99,3 +94,12 @@ def policy_logp_at(model: torch.nn.Module, hidden: torch.Tensor, logp: torch.Ten
     if head.bias is not None:
         z = z + head.bias[every].float()
     return logp.detach().float().unsqueeze(-1) + (z[..., 1:] - z[..., :1]) / temperature
+
+
+def top_k_inputs(model: torch.nn.Module, hidden: torch.Tensor, logp: torch.Tensor, behaviour_logp: torch.Tensor,
+                 inputs: dict[str, Any], store: TopKStore, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objectives' ``top_k``: (log π, log μ) over the sampler's top-K ∪ {sampled} for TRL's loss batch."""
+    mu_top, ids = store.lookup(inputs["prompt_ids"], inputs["prompt_mask"], inputs["completion_ids"],
+                               inputs["completion_mask"])
+    pi_top = policy_logp_at(model, hidden, logp, inputs["completion_ids"], ids, temperature)
+    return topk_set(pi_top, mu_top, ids, logp, behaviour_logp, inputs["completion_ids"])

@@ -9,6 +9,7 @@ the inputs it hands ``_compute_loss``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections import defaultdict
@@ -23,6 +24,7 @@ from trl import GRPOTrainer  # noqa: E402
 
 from .objectives import Objective
 from .objectives.common import masked_mean
+from .topk import capture_hidden, top_k_inputs
 from .ranks import combine_token_metrics, gather_arrays, gather_values
 
 # TRL's own losses kept as baselines: objective "trl:<name>" → GRPOConfig fields.
@@ -109,12 +111,20 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             self._record_step(mode, logp, behaviour_logp, inputs["advantages"], mask, entropies, {})
             return loss
 
-        logp, entropies, _ = self._get_per_token_logps_and_entropies(
-            model, input_ids, attention_mask, logits_to_keep, compute_entropy=True)
+        store = getattr(self.rollout_func, "top_k_store", None) if self.objective.spec.uses_top_k else None
+        if self.objective.spec.uses_top_k and store is None:
+            raise RuntimeError(f"objective {self.objective.name!r} needs the rollout engine's top-K (rollout_top_k > 0)")
+        unwrapped = self.accelerator.unwrap_model(model)
+        # Top-K: π at the sampler's top ids from this very forward (its hidden states), not from a second pass.
+        with capture_hidden(unwrapped) if store is not None else contextlib.nullcontext() as hidden:
+            logp, entropies, _ = self._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, compute_entropy=True)
+        top_k = None if store is None else top_k_inputs(unwrapped, torch.cat(hidden), logp, behaviour_logp, inputs,
+                                                        store, self.temperature)
         advantages = inputs["advantages"]
         # π_old: TRL computes it when a batch serves several updates; otherwise π_old = π (the objective's default).
         out = self.objective(logp, behaviour_logp, advantages, mask, generator=self.objective_generator,
-                             old_logp=inputs.get("old_per_token_logps"))
+                             old_logp=inputs.get("old_per_token_logps"), top_k=top_k)
         per_token_loss = out.per_token_loss
         if self.beta != 0.0:
             ref = inputs["ref_per_token_logps"]

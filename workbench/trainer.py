@@ -24,8 +24,8 @@ from trl import GRPOTrainer  # noqa: E402
 
 from .objectives import Objective
 from .objectives.common import masked_mean
-from .topk import capture_hidden, top_k_inputs
 from .ranks import combine_token_metrics, gather_arrays, gather_values
+from .topk import capture_hidden, top_k_inputs
 
 # TRL's own losses kept as baselines: objective "trl:<name>" → GRPOConfig fields.
 TRL_LOSSES: dict[str, dict[str, Any]] = {

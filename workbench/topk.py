@@ -17,6 +17,9 @@ from typing import Any
 
 import torch
 
+# Positions scored at a time by policy_logp_at (bounds the gathered head rows to SCORING_CHUNK·(K+1)·d floats).
+SCORING_CHUNK = 2048
+
 
 class TopKStore:
     """The latest generation's top-K (log μ, ids) per sampled position, keyed by (prompt ids, completion ids)."""
@@ -88,11 +91,16 @@ def policy_logp_at(model: torch.nn.Module, hidden: torch.Tensor, logp: torch.Ten
     head = base.get_output_embeddings()
     keep = completion_ids.size(1)
     # TRL scores positions [:-1] of the sequence and keeps the last `keep`: the states before each completion token.
-    h = hidden[:, -keep - 1:-1].float()
-    every = torch.cat([completion_ids.unsqueeze(-1), ids], -1)
-    z = torch.einsum("btd,btkd->btk", h, head.weight[every].float())
-    if head.bias is not None:
-        z = z + head.bias[every].float()
+    h = hidden[:, -keep - 1:-1].reshape(-1, hidden.size(-1))
+    every = torch.cat([completion_ids.unsqueeze(-1), ids], -1).reshape(h.size(0), -1)
+    z = torch.empty(every.shape, device=h.device)
+    # In chunks of positions: the gathered head rows are (positions, K+1, d), too large for a whole batch at once.
+    for start in range(0, h.size(0), SCORING_CHUNK):
+        rows, chosen = h[start:start + SCORING_CHUNK].float(), every[start:start + SCORING_CHUNK]
+        z[start:start + SCORING_CHUNK] = torch.einsum("nd,nkd->nk", rows, head.weight[chosen].float())
+        if head.bias is not None:
+            z[start:start + SCORING_CHUNK] += head.bias[chosen].float()
+    z = z.reshape(*ids.shape[:2], -1)
     return logp.detach().float().unsqueeze(-1) + (z[..., 1:] - z[..., :1]) / temperature
 
 

@@ -78,3 +78,26 @@ def test_the_topk_mask_sees_moves_the_binary_mask_misses():
     masked = get_objective("dppo_topk_tv")(lp, behaviour_logp, torch.tensor([1.0]), torch.ones(1, 1), top_k=top)
     kept = get_objective("dppo_tv")(lp, behaviour_logp, torch.tensor([1.0]), torch.ones(1, 1))
     assert masked.metrics["frac/masked"] == 1.0 and kept.metrics["frac/masked"] == 0.0
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_pi_at_the_ids_from_hidden_states_matches_the_full_softmax(monkeypatch, bias):
+    """log π(i) = log π(y) + (z_i − z_y)/T, scored in chunks of positions, equals the full temperature softmax."""
+    from workbench import topk
+
+    monkeypatch.setattr(topk, "SCORING_CHUNK", 3)  # 2×4 positions: chunks of 3, 3, 2
+    gen = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(6, VOCAB, bias=bias, dtype=torch.float64)
+
+    class Model(torch.nn.Module):
+        def get_output_embeddings(self):
+            return head
+
+    hidden = torch.randn(2, 9, 6, generator=gen, dtype=torch.float64)  # prompt 4 + completion 4 + 1
+    completion = torch.randint(0, VOCAB, (2, 4), generator=gen)
+    temperature = 0.7
+    full = (head(hidden[:, -5:-1]) / temperature).log_softmax(-1)
+    logp = full.gather(-1, completion[..., None])[..., 0]
+    ids = full.topk(K, dim=-1).indices
+    ours = topk.policy_logp_at(Model(), hidden, logp, completion, ids, temperature)
+    torch.testing.assert_close(ours.double(), full.gather(-1, ids), rtol=1e-5, atol=1e-5)

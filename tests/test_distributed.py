@@ -111,3 +111,11 @@ def test_a_rank_that_dies_fails_the_run_on_the_record(tmp_path):
     assert summary["status"] == "failed", summary
     assert summary["failure"], summary
     assert len(load_run(tmp_path / "runs" / "ddp").scalars) < 500
+
+
+def test_bad_input_fails_on_every_rank_before_anything_is_created(tmp_path):
+    cfg = write_config(tmp_path, objective="nope")
+    _, err = finish(launch([*TORCHRUN, str(cfg)], tmp_path))
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and all("objective" in line for line in errors), err[-3000:]  # one line per rank
+    assert not (tmp_path / "runs").exists()

@@ -113,7 +113,8 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
 
         store = getattr(self.rollout_func, "top_k_store", None) if self.objective.spec.uses_top_k else None
         if self.objective.spec.uses_top_k and store is None:
-            raise RuntimeError(f"objective {self.objective.name!r} needs the rollout engine's top-K (rollout_top_k > 0)")
+            raise RuntimeError(f"objective {self.objective.name!r} needs the rollout engine's top-K "
+                               "(rollout_top_k > 0)")
         unwrapped = self.accelerator.unwrap_model(model)
         # Top-K: π at the sampler's top ids from this very forward (its hidden states), not from a second pass.
         with capture_hidden(unwrapped) if store is not None else contextlib.nullcontext() as hidden:

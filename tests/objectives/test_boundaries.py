@@ -128,7 +128,8 @@ def test_grpo_dual_clip_cuts_negative_advantages_above_c(c):
     np.testing.assert_allclose(g[:2], (r * a)[:2])
     off = weight("grpo", r * mu, mu, a)  # off by default: TRL's behaviour, r·A however large r is
     np.testing.assert_allclose(off[:4], (r * a)[:4])
-    out = get_objective("grpo", clip_ratio_c=c)(torch.tensor(np.log(r * mu))[None], torch.full((1, 6), math.log(mu), dtype=torch.float64),
+    out = get_objective("grpo", clip_ratio_c=c)(torch.tensor(np.log(r * mu))[None],
+                                                torch.full((1, 6), math.log(mu), dtype=torch.float64),
                                                 torch.tensor(a)[None], torch.ones(1, 6))
     assert out.metrics["frac/dual_clipped"] == pytest.approx(2 / 6)
     assert out.metrics["frac/clipped"] == pytest.approx(4 / 6)

@@ -117,7 +117,7 @@ OLD_CASES = [("grpo", {}), ("grpo", {"clip_ratio_c": 2.0}), ("dppo_tv", {}), ("d
 @SETTINGS
 @given(batch=batches(), old=st.data())
 def test_trust_region_against_old_matches_the_closed_form(name, params, batch, old):
-    """The clip or mask reads π_old, the importance weight π/μ: g = (π/μ)·A·1[inside the region around π_old]."""
+    """The clip or mask reads π_old, the importance weight π/μ: g = (π/μ)·A·1[inside the region around π_old]"""
     pi, mu, a, mask = batch
     old = old.draw(hnp.arrays(np.float64, pi.shape, elements=PROBS))
     objective = get_objective(name, trust_region_against="old", **params)

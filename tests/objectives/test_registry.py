@@ -10,8 +10,8 @@ from workbench.objectives import registry
 
 from . import plugins
 
-BUILT_IN = ["cispo", "clip_cov", "dppo_kl", "dppo_topk_kl", "dppo_topk_tv", "dppo_tv", "drpo", "gmpo", "gpg", "grpo", "gspo", "kl_cov", "pg", "sapo",
-            "spo"]
+BUILT_IN = ["cispo", "clip_cov", "dppo_kl", "dppo_topk_kl", "dppo_topk_tv", "dppo_tv", "drpo", "gmpo", "gpg", "grpo",
+            "gspo", "kl_cov", "pg", "sapo", "spo"]
 DEFAULTS = {
     "pg": {},
     "grpo": {"epsilon_low": 0.2, "epsilon_high": 0.2, "clip_ratio_c": None, "trust_region_against": "behaviour"},

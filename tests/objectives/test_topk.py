@@ -42,7 +42,7 @@ def direct(kind, pi_full, mu_full, sampled):
 def test_topk_divergence_matches_the_full_distributions(kind):
     pi_full, mu_full, sampled = full_distributions()
     mu_top, ids = mu_full.topk(K, dim=-1)
-    logp, behaviour_logp = pi_full.gather(-1, sampled[..., None])[..., 0], mu_full.gather(-1, sampled[..., None])[..., 0]
+    logp, behaviour_logp = (d.gather(-1, sampled[..., None])[..., 0] for d in (pi_full, mu_full))
     pi_at, mu_at = topk_set(pi_full.gather(-1, ids), mu_top, ids, logp, behaviour_logp, sampled)
     ours = topk_divergence(kind, logp, behaviour_logp, (pi_at, mu_at)).numpy()
     np.testing.assert_allclose(ours, direct(kind, pi_full, mu_full, sampled), rtol=1e-10, atol=1e-12)
@@ -53,8 +53,9 @@ def test_topk_divergence_matches_the_full_distributions(kind):
 
 def test_without_top_k_the_divergence_is_the_binary_one():
     pi_full, mu_full, sampled = full_distributions(seed=1)
-    logp, behaviour_logp = pi_full.gather(-1, sampled[..., None])[..., 0], mu_full.gather(-1, sampled[..., None])[..., 0]
-    torch.testing.assert_close(topk_divergence("tv", logp, behaviour_logp, None), (logp.exp() - behaviour_logp.exp()).abs())
+    logp, behaviour_logp = (d.gather(-1, sampled[..., None])[..., 0] for d in (pi_full, mu_full))
+    binary = (logp.exp() - behaviour_logp.exp()).abs()
+    torch.testing.assert_close(topk_divergence("tv", logp, behaviour_logp, None), binary)
 
 
 def test_the_topk_mask_sees_moves_the_binary_mask_misses():

@@ -1,6 +1,6 @@
 """GMPO: Geometric-Mean Policy Optimization, the geometric mean of clipped token ratios (token form).
 
-    x_t = sgn(A_t)·min(sgn(A_t)·log r_t, sgn(A_t)·clip(log r_t, −ε_lo, ε_hi))    clip in log space, PPO's direction
+    x_t = sgn(A_t)·min(sgn(A_t)·log r_t, sgn(A_t)·clip(log r_t, −ε_lo, ε_hi))   log-space clip, PPO's direction
     ρ_i = exp( (1/|y_i|)·Σ_t x_t )                                              geometric mean of the clipped ratios
     J_t = A_t·sg(ρ_i)·π_t/sg(π_t) on tokens not clipped, A_t·ρ_i (constant) on clipped ones
     g_t = ρ_i·A_t·1[not clipped]

@@ -36,7 +36,7 @@ def grpo(logp, behaviour_logp, advantages, mask, params: GRPOParams, generator=N
     objective, is_clipped = ppo_clip(ratio, advantages, params.epsilon_low, params.epsilon_high)
     metrics = shift_metrics(logp, behaviour_logp, mask)
     if params.clip_ratio_c is not None:
-        # The loss −J is capped at −c·A for A < 0: the unclipped branch r·A wins the min there, so r > c is enough.
+        # −J is capped at −c·A for A < 0: the unclipped branch r·A wins the min there, so r > c is enough.
         dual = (advantages < 0) & (ratio.detach() > params.clip_ratio_c)
         objective = torch.where(dual, params.clip_ratio_c * advantages, objective)
         is_clipped = is_clipped | dual

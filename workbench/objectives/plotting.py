@@ -36,6 +36,8 @@ SECOND_SETTING: dict[str, dict[str, float]] = {
     "sapo": {"temperature_pos": 3.0, "temperature_neg": 3.0},
     "gspo": {"epsilon_low": 0.2, "epsilon_high": 0.2},
     "gmpo": {"epsilon_low": 0.2, "epsilon_high": 0.2},
+    "dppo_topk_tv": {"delta": 0.3},  # drawn without the sampler's top-K: the binary (K = 0) geometry
+    "dppo_topk_kl": {"delta": 0.1},
 }
 COLOURS = {1.0: "tab:blue", -1.0: "tab:red"}
 LINESTYLES = ("-", "--")

@@ -28,7 +28,7 @@ from .base import Task, register_task
 SPLIT_SEED = 1234
 NEAR_MISSES = (-2, -1, 1, 2)
 INTEGER = re.compile(r"\d+")
-CHAT_QUESTION = "{a} + {b} = ?"
+CHAT_QUESTION = "What is {a} + {b}? Reply with just the number."  # measured best of three (README, Real models)
 
 
 def extract_answer(text: str) -> str | None:

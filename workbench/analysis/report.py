@@ -19,6 +19,7 @@ from . import figures, sweep_figures, text
 from .compare import Comparison, choose_baseline, compare
 from .document import Block, Heading, Image, Paragraph, to_html, to_markdown
 from .figures import FigureInput, objective_colours, save
+from ..staging import staging_folder
 from .load import Sweep, load_sweep
 
 SEED = 0
@@ -71,10 +72,7 @@ def build_report(name: str, out: Path | None = None, baseline: str | None = None
     step("statistics over seeds")
     rng = np.random.default_rng(SEED)
     comparison = compare(sweep, baseline, rng)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = staging_folder(out)  # also removes the staging folders of builds killed before
     try:
         data = FigureInput(sweep, comparison, objective_colours(sorted(sweep.runs["objective"].unique())), rng)
         drawn, skipped = {}, {}

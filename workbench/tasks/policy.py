@@ -17,7 +17,6 @@ import json
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from transformers.utils import logging as hf_logging
 from transformers.utils.quantization_config import GgufConfig
 
 from ..config import ConfigError
+from ..staging import remove_stale, staging_folder
 from .base import Task
 
 # Loading a 1 MB model prints shard progress bars into every run's output otherwise.
@@ -134,12 +134,13 @@ def tiny_policy_folder(task: Task) -> Path:
                             sort_keys=True, default=str)
     folder = cache_root() / "tiny" / f"{task.name}-{hashlib.sha256(key_source.encode()).hexdigest()[:12]}"
     if (folder / "config.json").exists():
+        remove_stale(folder)  # a build killed with -9 left its staging folder: no later build would remove it
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f".{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (folder / "config.json").exists():
-            staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+            staging = staging_folder(folder)
             try:
                 model, tokenizer = warm_start(task)
                 model.save_pretrained(staging)

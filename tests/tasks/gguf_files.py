@@ -1,4 +1,4 @@
-"""A tiny llama-architecture GGUF file written with the ``gguf`` package: weights, byte-level BPE tokenizer, chat template.
+"""A tiny llama-architecture GGUF file written with the ``gguf`` package: weights, BPE tokenizer, chat template.
 
 The suite loads it through ``model: path/to/file.gguf`` instead of depending on a 93 MB download.
 """

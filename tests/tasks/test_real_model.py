@@ -83,7 +83,8 @@ def test_a_question_template_with_other_fields_is_refused():
 def test_a_gguf_file_loads_with_its_tokenizer_and_chat_template(tiny_gguf):
     model, tokenizer = load_policy(str(tiny_gguf), None, get_task("arithmetic"))
     assert type(model).__name__ == "LlamaForCausalLM" and model.dtype == torch.float32
-    assert model.config.num_hidden_layers == 2 and model.config.vocab_size == model.get_input_embeddings().num_embeddings
+    assert model.config.num_hidden_layers == 2
+    assert model.config.vocab_size == model.get_input_embeddings().num_embeddings
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token_id is not None
     # Dequantised to a plain model: no GGUF quantizer for the Trainer to refuse, and it saves like any model.
     assert not getattr(model, "is_quantized", False) and getattr(model, "hf_quantizer", None) is None

@@ -52,8 +52,8 @@ class ArithmeticTask(Task):
             raise ValueError(f"teacher_accuracy must be in (0, 1] (got {teacher_accuracy})")
         try:
             question.format(a=1, b=2)
-        except (KeyError, IndexError, ValueError) as err:
-            raise ValueError(f"question must be a template with {{a}} and {{b}} only (got {question!r}: {err})") from None
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"question must be a template using {{a}} and {{b}} only (got {question!r})") from None
         self.max_operand, self.teacher_accuracy, self.question = max_operand, teacher_accuracy, question
         pairs = [(a, b) for a in range(max_operand + 1) for b in range(max_operand + 1)]
         random.Random(SPLIT_SEED).shuffle(pairs)

@@ -73,8 +73,12 @@ HISTOGRAM_NAMES = ("grad_weight/all", "grad_weight/pos_adv", "grad_weight/neg_ad
 
 def write_synthetic_run(path: Path, config: dict[str, Any], skill: float, rng: np.random.Generator, steps: int,
                         eval_every: int = 10, histogram_every: int = 5, status: str = "finished",
-                        flags: tuple[str, ...] = ()) -> None:
-    """A run record whose accuracy climbs towards ``skill`` while entropy falls, through the real writer."""
+                        flags: tuple[str, ...] = (), rare: float | None = 0.3) -> None:
+    """A run record whose accuracy climbs towards ``skill`` while entropy falls, through the real writer.
+
+    ``rare``: about this fraction of sampled tokens has μ < 0.1 (the token profile, as the trainer logs it);
+    None writes a run from before the profile was logged."""
+    from workbench.trainer import LOG10_PROB_RANGE
     from workbench.tracking import RunRecorder
 
     recorder = RunRecorder(path, config)
@@ -87,6 +91,11 @@ def write_synthetic_run(path: Path, config: dict[str, Any], skill: float, rng: n
                "entropy/mean": 1.5 * (1 - 0.8 * progress) + rng.normal(0, 0.01),
                "tv/mean": 0.01 + 0.005 * rng.random(), "tv/max": 0.2 + 0.1 * rng.random(), "ratio/mean": 1.0,
                "frac/off_policy": 0.9, "grad_norm": 0.5 + 0.1 * rng.random()}
+        if rare is not None:  # log10 μ exponential below 0, scaled so that P(μ < 0.1) = rare
+            log10_mu = np.maximum(-rng.exponential(-1 / np.log(rare), 400), LOG10_PROB_RANGE[0])
+            row.update({"behaviour/frac_rare": float(np.mean(log10_mu < -1)),
+                        "behaviour/frac_very_rare": float(np.mean(log10_mu < -2)),
+                        "behaviour/median_prob": float(10 ** np.median(log10_mu))})
         if step % eval_every == 0 or step == steps:
             last = {"eval/accuracy": float(np.clip(0.2 + (skill - 0.2) * progress + rng.normal(0, 0.03), 0, 1)),
                     "eval/greedy_accuracy": float(np.clip(skill + rng.normal(0, 0.03), 0, 1))}
@@ -95,6 +104,9 @@ def write_synthetic_run(path: Path, config: dict[str, Any], skill: float, rng: n
         if step % histogram_every == 0:
             weights = rng.normal(1.0, 0.3 * (1 - 0.5 * progress), 400)
             recorder.log_histograms(step, {name: weights for name in HISTOGRAM_NAMES}, bins=41)
+            if rare is not None:
+                recorder.log_histograms(step, {"behaviour/log10_prob": log10_mu}, bins=24,
+                                        ranges={"behaviour/log10_prob": LOG10_PROB_RANGE})
         if status != "finished" and step >= steps // 2:
             break
     for flag in flags:
@@ -104,7 +116,7 @@ def write_synthetic_run(path: Path, config: dict[str, Any], skill: float, rng: n
 
 def synthetic_sweep(root: Path, name: str, arms: list[tuple[str, dict[str, Any], dict[str, Any]]], seeds: list[int],
                     steps: int, distributions: dict[str, BaseDistribution], rng: np.random.Generator,
-                    skill: Any = None) -> optuna.Study:
+                    skill: Any = None, rare: float | None = 0.3) -> optuna.Study:
     """One complete trial per arm (objective, objective_params, run_fields), each seed a run record."""
     from workbench.config import RunConfig
 
@@ -114,6 +126,7 @@ def synthetic_sweep(root: Path, name: str, arms: list[tuple[str, dict[str, Any],
             config = RunConfig.parse({"objective": objective, "objective_params": objective_params, **run_fields,
                                       "seed": seed, "max_steps": steps}).model_dump(mode="json")
             level = skill(objective, objective_params, run_fields) if skill else 0.5
-            write_synthetic_run(run_dir(root, study, seed), config, level + rng.normal(0, 0.02), rng, steps)
+            write_synthetic_run(run_dir(root, study, seed), config, level + rng.normal(0, 0.02), rng, steps,
+                                rare=rare)
         add_trial(root, study, objective, seeds, distributions, objective_params, run_fields)
     return study

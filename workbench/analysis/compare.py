@@ -25,9 +25,10 @@ class ArmResult:
     mean: stats.Estimate
     iqm: stats.Estimate
     # Against the baseline arm (None for the baseline itself, or when there is no baseline).
-    difference: stats.Estimate | None = None
+    difference: stats.Estimate | None = None  # Welch's interval: it excludes 0 exactly when welch.p < 0.05
     improvement: stats.Estimate | None = None
     welch: stats.Welch | None = None
+    seeds_needed: float | None = None  # per arm, for 80 % power at the observed difference and spreads
 
 
 @dataclass
@@ -56,13 +57,22 @@ def choose_baseline(sweep: Sweep, baseline: str | None) -> str | None:
 
 def compare(sweep: Sweep, baseline: str | None, rng: np.random.Generator, reps: int = stats.REPS) -> Comparison:
     finished = sweep.finished
-    scores = seed_scores(finished)
-    means = stats.interval_estimates(scores, stats.mean, rng, reps)
-    iqms = stats.interval_estimates(scores, stats.iqm, rng, reps)
     objective_of = finished.drop_duplicates("arm").set_index("arm")["objective"].to_dict()
-    arms = sorted((ArmResult(a, objective_of[a], means[a], iqms[a]) for a in scores),
+    arms, lead_arms, baseline_arm = compare_arms(seed_scores(finished), objective_of, baseline, rng, reps)
+    fits = {objective: _entropy_fit(sweep, arm) for objective, arm in sorted(lead_arms.items())}
+    return Comparison(baseline_arm, arms, lead_arms, fits, flagged_runs(sweep), _notes(sweep, baseline))
+
+
+def compare_arms(scores: dict[str, np.ndarray], objective_of: dict[str, str], baseline: str | None,
+                 rng: np.random.Generator, reps: int = stats.REPS
+                 ) -> tuple[list[ArmResult], dict[str, str], str | None]:
+    """Per arm its estimates and, against the baseline objective's best arm, the difference, Welch's test,
+    P(beats baseline) and the seeds needed; best mean first. Returns (arms, lead arm per objective, baseline arm)."""
+    # Sorted names: the generator's stream (IQM bootstrap) does not depend on dict order.
+    arms = sorted((ArmResult(a, objective_of[a], stats.mean_interval(scores[a]),
+                             stats.iqm_interval(scores[a], rng, reps=reps)) for a in sorted(scores)),
                   key=lambda r: (-r.mean.value, r.arm))
-    lead_arms = {}
+    lead_arms: dict[str, str] = {}
     for result in arms:
         lead_arms.setdefault(result.objective, result.arm)
     baseline_arm = lead_arms.get(baseline) if baseline else None
@@ -72,13 +82,11 @@ def compare(sweep: Sweep, baseline: str | None, rng: np.random.Generator, reps: 
             if result.arm == baseline_arm:
                 continue
             x = scores[result.arm]
-            low, high = stats.bootstrap_ci(stats.mean_difference, (x, base), rng, reps)
-            result.difference = stats.Estimate(stats.mean_difference(x, base), low, high, len(x))
-            low, high = stats.bootstrap_ci(stats.probability_of_improvement, (x, base), rng, reps)
-            result.improvement = stats.Estimate(stats.probability_of_improvement(x, base), low, high, len(x))
             result.welch = stats.welch_test(x, base)
-    fits = {objective: _entropy_fit(sweep, arm) for objective, arm in sorted(lead_arms.items())}
-    return Comparison(baseline_arm, arms, lead_arms, fits, flagged_runs(sweep), _notes(sweep, baseline))
+            result.difference = stats.difference(x, base)
+            result.improvement = stats.improvement_interval(x, base)
+            result.seeds_needed = stats.seeds_needed(x, base)
+    return arms, lead_arms, baseline_arm
 
 
 def _entropy_fit(sweep: Sweep, arm: str) -> stats.EntropyFit | None:

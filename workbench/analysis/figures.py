@@ -1,10 +1,11 @@
 """Figures over training: learning, entropy and shift curves with seed intervals, gradient-weight
-histograms, the entropy–performance fit. Each builder returns a Figure, or a sentence saying why the
+histograms, the entropy–performance fit, the token regime. Each builder returns a Figure, or a sentence saying why the
 sweep gives nothing to draw. One colour per objective in every figure (:func:`objective_colours`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,18 +14,22 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from ..objectives import available_objectives
 from . import stats
 from .compare import Comparison
 from .load import Sweep
 
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf")
+# A fixed colour per objective, the same in every figure and every report (no grey: it reads as a reference line).
+COLOURS = {"grpo": "#1f77b4", "dppo_tv": "#ff7f0e", "drpo": "#2ca02c", "spo": "#d62728", "pg": "#9467bd",
+           "dppo_kl": "#8c564b", "clip_cov": "#e377c2", "kl_cov": "#bcbd22", "cispo": "#17becf"}
+OTHER_COLOURS = ("#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd", "#e6550d", "#31a354")
+MIN_BAND_SEEDS = 3  # with 2 seeds a 95 % t band is ±12.7 standard errors: the seeds are drawn instead
 DPI = 110
 HISTOGRAM = "grad_weight/normalised"
 HISTOGRAM_BINS = 40
+PROFILE_HISTOGRAM = "behaviour/log10_prob"
 
 
 @dataclass
@@ -39,11 +44,10 @@ Builder = Callable[[FigureInput], "Figure | str"]
 
 
 def objective_colours(objectives: list[str]) -> dict[str, str]:
-    """A colour per objective that does not depend on the sweep: registered objectives keep their
-    registry position, others (plugins, trl:*) follow in name order."""
-    registered = available_objectives()
-    order = registered + sorted(set(objectives) - set(registered))
-    return {name: PALETTE[order.index(name) % len(PALETTE)] for name in objectives}
+    """The objectives of :data:`COLOURS` keep their colour everywhere; others (newer objectives, plugins,
+    trl:*) share the remaining palette in name order."""
+    others = sorted(set(objectives) - set(COLOURS))
+    return {name: COLOURS.get(name) or OTHER_COLOURS[others.index(name) % len(OTHER_COLOURS)] for name in objectives}
 
 
 def save(fig: Figure, path: Path) -> Path:
@@ -60,20 +64,29 @@ def _curves(sweep: Sweep, arm: str, metric: str) -> pd.DataFrame:
     return rows.pivot_table(index="seed", columns="step", values=metric, aggfunc="last").dropna(axis=1)
 
 
-def _band(ax: Axes, x: np.ndarray, curves: pd.DataFrame, colour: str, label: str, rng: np.random.Generator) -> None:
-    centre, low, high = stats.bootstrap_band(curves.to_numpy(), rng)
-    ax.plot(x, centre, color=colour, linewidth=1.8, label=f"{label} (n={len(curves)})")
-    ax.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
+def _band(ax: Axes, x: np.ndarray, curves: pd.DataFrame, colour: str, label: str, marker: str | None = None) -> None:
+    """Mean over seeds with its 95 % t band, or with each seed's own curve (thin) below MIN_BAND_SEEDS."""
+    centre, low, high = stats.mean_band(curves.to_numpy())
+    few = len(curves) < MIN_BAND_SEEDS
+    seeds = f"n={len(curves)}" + (", seeds drawn" if few and len(curves) > 1 else "")
+    ax.plot(x, centre, color=colour, linewidth=1.8, marker=marker, markersize=3.5, label=f"{label} ({seeds})")
+    if few and len(curves) > 1:
+        ax.plot(x, curves.to_numpy().T, color=colour, linewidth=0.7, alpha=0.45)
+    elif low is not None:
+        ax.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
 
 
 def legend_below(fig: Figure, ax: Axes) -> None:
     """One legend under the panels: arm labels are long and would hide the data inside an axes."""
     handles, labels = ax.get_legend_handles_labels()
-    columns = 1 if max(map(len, labels)) > 45 else min(len(labels), 4)
+    # As many columns as fit the figure's width: about 0.07 in per character plus the handle at this size.
+    fit = int(fig.get_figwidth() // (0.07 * max(map(len, labels)) + 0.7))
+    columns = max(1, min(len(labels), 4, fit))
     fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize="small", frameon=False)
 
 
-def _curve_figure(data: FigureInput, metric: str, ylabel: str, log: bool = False, wall: bool = False) -> Figure | str:
+def _curve_figure(data: FigureInput, metric: str, ylabel: str, log: bool = False, wall: bool = False,
+                  marker: str | None = None) -> Figure | str:
     comparison, sweep = data.comparison, data.sweep
     drawn = {o: _curves(sweep, arm, metric) for o, arm in sorted(comparison.lead_arms.items())}
     drawn = {o: c for o, c in drawn.items() if c.shape[1] >= 2}
@@ -84,21 +97,38 @@ def _curve_figure(data: FigureInput, metric: str, ylabel: str, log: bool = False
     axes = list(fig.subplots(1, panels, squeeze=False)[0])
     for objective, curves in drawn.items():
         arm, colour = comparison.lead_arms[objective], data.colours[objective]
-        _band(axes[0], curves.columns.to_numpy(), curves, colour, arm, data.rng)
+        _band(axes[0], curves.columns.to_numpy(), curves, colour, arm, marker)
         if wall:
             times = _curves(sweep, arm, "wall_time")[curves.columns]
-            _band(axes[1], times.mean(axis=0).to_numpy(), curves, colour, arm, data.rng)
+            _band(axes[1], times.mean(axis=0).to_numpy(), curves, colour, arm)
     axes[0].set_xlabel("optimizer step")
     axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     if wall:
         axes[1].set_xlabel("wall time (s, mean over seeds)")
+    seen = np.concatenate([c.to_numpy().ravel() for c in drawn.values()])
     for ax in axes:
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if log:
             ax.set_yscale("log")
+        _frame_seeds(ax, seen, log)
     legend_below(fig, axes[0])
     return fig
+
+
+def _frame_seeds(ax: Axes, values: np.ndarray, log: bool) -> None:
+    """Y range of the seeds' own values plus a margin: a t band over 3 seeds is wide and must not squash the
+    means into a line (a band that leaves the frame is cut at its edge)."""
+    values = values[np.isfinite(values) & ((values > 0) if log else True)]
+    if values.size == 0 or values.min() == values.max():
+        return
+    if log:
+        low, high = np.log10(values.min()), np.log10(values.max())
+        pad = 0.1 * (high - low)
+        ax.set_ylim(10 ** (low - pad), 10 ** (high + pad))
+    else:
+        pad = 0.1 * (values.max() - values.min())
+        ax.set_ylim(values.min() - pad, values.max() + pad)
 
 
 def learning_curves(data: FigureInput) -> Figure | str:
@@ -110,9 +140,17 @@ def entropy_curves(data: FigureInput) -> Figure | str:
 
 
 def shift_curves(data: FigureInput) -> Figure | str:
-    steps = data.sweep.steps
+    """Mean |π − μ| per step; where a batch serves several updates, only the shift reached at each batch's
+    last update (every batch restarts at μ, so step by step the curve would be a sawtooth)."""
+    sweep = data.sweep
+    period = sweep.runs.set_index("run")["updates_per_batch"] if "updates_per_batch" in sweep.runs else None
+    steps, ylabel, marker = sweep.steps, "mean |π − μ| per token (probability)", None
+    if period is not None and (period > 1).any():
+        steps = steps[steps["step"] % steps["run"].map(period).fillna(1).astype(int) == 0]
+        ylabel, marker = "mean |π − μ| at the last update\nof each batch (probability)", "o"
     positive = "tv/mean" in steps and bool((steps["tv/mean"].dropna() > 0).all())
-    return _curve_figure(data, "tv/mean", "mean |π − μ| per token (probability)", log=positive)
+    data = dataclasses.replace(data, sweep=dataclasses.replace(sweep, steps=steps))
+    return _curve_figure(data, "tv/mean", ylabel, log=positive, marker=marker)
 
 
 def gradient_histograms(data: FigureInput) -> Figure | str:
@@ -190,3 +228,52 @@ def entropy_performance(data: FigureInput) -> Figure | str:
     ax.grid(alpha=0.3)
     legend_below(fig, ax)
     return fig
+
+
+def token_regime(data: FigureInput) -> Figure | str:
+    """Left: the fraction of sampled tokens with μ < 0.1 over training; right: the log10 μ histogram at the
+    first (dashed) and last (solid) histogram step, seeds summed; each objective's best arm."""
+    sweep, lead = data.sweep, dict(sorted(data.comparison.lead_arms.items()))
+    drawn = {o: _curves(sweep, arm, "behaviour/frac_rare") for o, arm in lead.items()}
+    drawn = {o: c for o, c in drawn.items() if c.shape[1] >= 2}
+    if not drawn:
+        return "the token profile (`behaviour/*`) was not logged by these runs (recorded before the trainer logged it)"
+    hist = sweep.histograms
+    hist = hist[(hist["name"] == PROFILE_HISTOGRAM) & hist["run"].isin(set(sweep.finished["run"]))]
+    fig = Figure(figsize=(11.2 if len(hist) else 5.6, 3.8 + 0.22 * len(drawn)), layout="constrained")
+    axes = list(fig.subplots(1, 2 if len(hist) else 1, squeeze=False)[0])
+    for objective, curves in drawn.items():
+        _band(axes[0], curves.columns.to_numpy(), curves, data.colours[objective], lead[objective])
+    axes[0].axhline(0.1, color="0.5", linewidth=0.9, linestyle="--")
+    axes[0].annotate("10 %: below, the summary warns", (0.01, 0.1), xycoords=("axes fraction", "data"),
+                     xytext=(0, 3), textcoords="offset points", fontsize="x-small", color="0.35")
+    axes[0].set_ylim(0, max(0.12, 1.1 * max(float(c.to_numpy().max()) for c in drawn.values())))
+    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0))
+    axes[0].set_xlabel("optimizer step")
+    axes[0].set_ylabel("sampled tokens with μ < 0.1")
+    if len(hist):
+        _profile_histograms(axes[1], hist, lead, data.colours)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    legend_below(fig, axes[0])
+    return fig
+
+
+def _profile_histograms(ax: Axes, hist: pd.DataFrame, lead: dict[str, str], colours: dict[str, str]) -> None:
+    """Share of sampled tokens per log10 μ bin (fixed bins, so seeds add up bin by bin), first and last step."""
+    edges = np.asarray(hist["edges"].iloc[0], dtype=float)
+    for objective, arm in lead.items():
+        rows = hist[hist["arm"] == arm]
+        if rows.empty:
+            continue
+        for step, style in ((rows["step"].min(), "--"), (rows["step"].max(), "-")):
+            counts = _rebin(rows[rows["step"] == step], edges)
+            ax.stairs(counts / max(counts.sum(), 1), edges, color=colours[objective], linestyle=style, linewidth=1.5)
+    for mu in (-2, -1):
+        ax.axvline(mu, color="0.6", linewidth=0.8, linestyle=":")
+    ax.set_yscale("log")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_xlabel("log10 μ of the sampled token (rarer than 10⁻⁶: first bin)")
+    ax.set_ylabel("share of sampled tokens (log scale)")
+    ax.legend([Line2D([], [], color="0.3", linestyle="--"), Line2D([], [], color="0.3")],
+              ["first histogram step", "last histogram step"], fontsize="x-small", loc="upper left")

@@ -178,7 +178,17 @@ def _run_facts(record: RunRecord, metric: str) -> dict[str, Any]:
         "base": (summary.get("base_eval") or {}).get(metric, np.nan),
         "last_step": int(last.get("step", 0)),
         "wall_time": summary.get("wall_time", last.get("wall_time", np.nan)),
+        "updates_per_batch": updates_per_batch(record.config),
     }
+
+
+def updates_per_batch(config: dict[str, Any]) -> int:
+    """Optimizer steps served by one generated batch (TRL regenerates every steps_per_generation ×
+    num_iterations micro-batches, an optimizer step takes gradient_accumulation_steps of them); 1 where
+    the batches do not line up with optimizer steps."""
+    accumulation = int(config.get("gradient_accumulation_steps") or 1)
+    micro = int(config.get("steps_per_generation") or accumulation) * int(config.get("num_iterations") or 1)
+    return micro // accumulation if micro % accumulation == 0 else 1
 
 
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:

@@ -23,15 +23,19 @@ from ..staging import staging_folder
 from .load import Sweep, load_sweep
 
 SEED = 0
+BAND = "band = 95 % t interval over seeds; with fewer than 3 seeds, each seed's own curve instead"
 # (file stem, title, what it shows, builder); the order is the order in the report.
 FIGURES: tuple[tuple[str, str, str, figures.Builder], ...] = (
     ("learning_curves", "Learning curves",
      "Held-out metric against optimizer step (left) and wall time (right): mean over seeds of each objective's "
-     "best arm, band = 95 % bootstrap interval over seeds.", figures.learning_curves),
-    ("entropy_curves", "Entropy", "Mean per-token policy entropy; band = 95 % bootstrap interval over seeds.",
-     figures.entropy_curves),
+     f"best arm, {BAND}.", figures.learning_curves),
+    ("entropy_curves", "Entropy", f"Mean per-token policy entropy; {BAND}.", figures.entropy_curves),
     ("shift_curves", "Policy shift", "Mean total-variation shift |π − μ| between the trained policy and the "
-     "behaviour policy that sampled the tokens; band = 95 % bootstrap interval over seeds.", figures.shift_curves),
+     "behaviour policy that sampled the tokens; where one generated batch serves several updates, the shift reached "
+     f"at the last update of each batch (each new batch starts again at π = μ); {BAND}.", figures.shift_curves),
+    ("token_regime", "Token regime", "How rare the sampled tokens were under the sampler μ: the share with μ < 0.1 "
+     f"over training ({BAND}) and the distribution of log10 μ at the first and last histogram step, seeds summed. "
+     "Ratio clips and divergence trust regions differ on rare tokens only.", figures.token_regime),
     ("gradient_weights", "Gradient weights per token", "Distribution of g/A, the gradient weight each objective "
      "really applied per token (read from autograd), at the first, middle and last logged step, seeds pooled.",
      figures.gradient_histograms),
@@ -39,9 +43,10 @@ FIGURES: tuple[tuple[str, str, str, figures.Builder], ...] = (
      "evaluation steps (Cui et al., arXiv 2505.22617); the curve is extended to H = 0, the predicted ceiling.",
      figures.entropy_performance),
     ("geometry", "Objective geometry", "Gradient weight g/A against the probability shift π − μ at μ = 0.5, for "
-     "A > 0 (blue) and A < 0 (red), at each parameter setting the sweep ran.", sweep_figures.geometry),
+     "A > 0 (full colour) and A < 0 (light), at each parameter setting the sweep ran.", sweep_figures.geometry),
     ("delta_sensitivity", "δ sensitivity", "Final held-out metric against δ, seeds of the other swept parameters "
-     "pooled; points = means, bars = 95 % bootstrap intervals over seeds.", sweep_figures.delta_sensitivity),
+     "pooled; points = means, bars = 95 % t intervals over seeds (none from one seed).",
+     sweep_figures.delta_sensitivity),
     ("precision", "Precision × objective", "Mean final held-out metric per objective and precision, averaged over "
      "the other swept parameters.", sweep_figures.precision_heatmap),
     ("importances", "Parameter importances", "Which swept parameters the trial value depends on (Optuna, "

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -45,20 +46,32 @@ def geometry(data: FigureInput) -> Figure | str:
     fig = Figure(figsize=(3.8 * columns, 3.4 * rows), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False, sharey=True)
     for ax, (objective, settings) in zip(axes.flat, drawn.items()):
+        colour = data.colours.get(objective, "black")
         for params, style in zip(settings, STYLES):  # at most four settings stay readable
             label = ", ".join(f"{SYMBOLS.get(k, k)}={v}" for k, v in sorted(params.items())) or "defaults"
+            drawn_before = len(ax.lines)
             plot_geometry(ax, get_objective(objective, **params), 0.5, linestyle=style, label=label)
+            _recolour(ax.lines[drawn_before:], colour)
         shown = f" ({len(STYLES)} of {len(settings)} settings)" if len(settings) > len(STYLES) else ""
-        ax.set_title(objective + shown, color=data.colours.get(objective, "black"))
+        ax.set_title(objective + shown, color=colour)
         ax.legend(fontsize="xx-small", loc="lower left")
     for ax in list(axes.flat)[len(drawn):]:
         ax.set_visible(False)
     return fig
 
 
+def _recolour(lines: list, colour: str) -> None:
+    """The objective's own colour (the same in every figure) instead of the geometry plot's A-sign colours:
+    A > 0 in full, A < 0 in a light tint of it."""
+    for line in (line for line in lines if line.get_label().startswith("A ")):  # not the reference lines
+        positive = line.get_label().startswith("A >")
+        line.set_color(colour if positive else to_rgba(colour, 0.45))
+        line.set_linewidth(1.8 if positive else 1.5)
+
+
 def delta_sensitivity(data: FigureInput) -> Figure | str:
     """Final metric against δ (log axis), a line per objective × advantage weighting, seeds of the other
-    swept parameters pooled, with 95 % bootstrap intervals."""
+    swept parameters pooled, with 95 % t intervals over seeds."""
     runs = data.sweep.finished
     if "delta" not in runs or runs["delta"].dropna().nunique() < 2:
         return "δ was not swept (fewer than two values of δ among finished runs)"
@@ -69,11 +82,12 @@ def delta_sensitivity(data: FigureInput) -> Figure | str:
     ax = fig.subplots()
     styles = dict(zip(sorted(runs["weighting"].unique()), STYLES))
     for (objective, weight), line in runs.groupby(["objective", "weighting"], sort=True):
-        points = [(delta, group["final"].to_numpy()) for delta, group in line.groupby("delta", sort=True)]
-        y = np.array([np.mean(v) for _, v in points])
-        bounds = np.array([stats.bootstrap_ci(stats.mean, (v,), data.rng) for _, v in points])
+        points = {delta: stats.mean_interval(group["final"].to_numpy()) for delta, group in line.groupby("delta")}
+        y = np.array([e.value for e in points.values()])
+        # A point without an interval (one seed, or seeds that agree) gets no bar rather than a zero-wide one.
+        bounds = np.array([(e.low, e.high) if e.has_interval else (e.value, e.value) for e in points.values()])
         label = objective if weight == "—" else f"{objective}, {weight} weighting"
-        ax.errorbar([d for d, _ in points], y, yerr=[y - bounds[:, 0], bounds[:, 1] - y], marker="o", capsize=3,
+        ax.errorbar(list(points), y, yerr=[y - bounds[:, 0], bounds[:, 1] - y], marker="o", capsize=3,
                     color=data.colours[objective], linestyle=styles[weight], label=label)
     ax.set_xscale("log")
     ax.set_xlabel("δ (trust-region size, log scale)")

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import stats
+from . import regime, stats
 from .compare import ArmResult, Comparison
 from .document import Block, Bullets, Heading, Paragraph, Table
 from .load import Sweep
 
 RESULT_HEADERS = ("objective", "arm", "seeds", "mean [95% CI]", "IQM [95% CI]", "Δ mean vs baseline [95% CI]",
-                  "P(beats baseline) [95% CI]", "Welch p")
+                  "P(beats baseline) [95% CI]", "Welch p", "seeds for 80% power")
+FEW_SEEDS = 5
+METHODS = ("Intervals are 95% over seeds (a seed is the unit, never a step): Student's t for an arm's mean and "
+           "Welch's for its difference from the baseline, the same Welch test that gives p, so an interval excludes 0 "
+           "exactly when p < 0.05 (t intervals hold for normal seed scores at any number of seeds, where a "
+           "bootstrap over 3 seeds is far too narrow; simulated, Welch's covers 94–97% at 3 seeds per arm); "
+           "Newcombe's score interval for P(beats baseline), which stays wide when every seed pair agrees "
+           "(simulated coverage 90–97% at 3 seeds per arm, 94–97% from 5); a BCa "
+           f"bootstrap for the IQM from {stats.IQM_MIN_SEEDS} seeds up only ({stats.REPS} resamples; with fewer "
+           "seeds it is too narrow, so the IQM is given alone). No interval is given from one seed or from seeds "
+           "that all scored the same. Seeds for 80% power: seeds per arm at which a two-sided Welch test at α = 0.05 "
+           "would resolve the observed difference, taking the observed means and spreads as true.")
 
 
 def _num(x: float) -> str:
@@ -18,7 +29,11 @@ def _num(x: float) -> str:
 
 
 def _ci(e: stats.Estimate) -> str:
-    return f"[{_num(e.low)}, {_num(e.high)}]"
+    return f"[{_num(e.low)}, {_num(e.high)}]" if e.has_interval else f"(no interval: {e.why})"
+
+
+def _ci_phrase(e: stats.Estimate) -> str:
+    return f"95% CI {_ci(e)}" if e.has_interval else f"no interval: {e.why}"
 
 
 def _with_ci(e: stats.Estimate | None, signed: bool = False) -> str:
@@ -31,6 +46,12 @@ def _seeds(n: int) -> str:
     return f"{n} seed{'s' if n != 1 else ''}"
 
 
+def _needed(n: float | None) -> str:
+    if n is None:
+        return "—"
+    return f"> {stats.MAX_SEEDS:,}" if n == float("inf") else f"{n:,.0f}"
+
+
 def headline(sweep: Sweep, comparison: Comparison) -> str:
     """Who won, by how much, with what interval, over how many seeds."""
     metric = f"final `{sweep.metric}`"
@@ -41,29 +62,27 @@ def headline(sweep: Sweep, comparison: Comparison) -> str:
     tied = [a.arm for a in arms if a.mean.value == win.mean.value]
     if len(tied) > 1:
         return (f"No arm is ahead: {', '.join(tied)} tie at mean {metric} {_num(win.mean.value)} "
-                f"(95% CI {_ci(win.mean)}, {_seeds(win.mean.seeds)}). " + _after_tie(arms, len(tied)))
-    won = (f"**{win.arm}** has the best {metric}: mean {_num(win.mean.value)} (95% CI {_ci(win.mean)}, "
+                f"({_ci_phrase(win.mean)}, {_seeds(win.mean.seeds)}). " + _after_tie(arms, len(tied)))
+    won = (f"**{win.arm}** has the best {metric}: mean {_num(win.mean.value)} ({_ci_phrase(win.mean)}, "
            f"{_seeds(win.mean.seeds)})")
     if len(arms) == 1:
         return won + "; it is the only arm with finished runs, so there is nothing to compare it with."
     if comparison.baseline_arm is None:
         second = arms[1]
         return (won + f", {win.mean.value - second.mean.value:+.3f} ahead of {second.arm} (mean "
-                f"{_num(second.mean.value)}, 95% CI {_ci(second.mean)}, {_seeds(second.mean.seeds)}). "
+                f"{_num(second.mean.value)}, {_ci_phrase(second.mean)}, {_seeds(second.mean.seeds)}). "
                 "There is no baseline, so no difference interval is given.")
     base = comparison.result(comparison.baseline_arm)
     if win.arm == base.arm:
         rival = arms[1]
-        return (f"The baseline **{base.arm}** has the best {metric}: mean {_num(base.mean.value)} (95% CI "
-                f"{_ci(base.mean)}, {_seeds(base.mean.seeds)}); the best other arm, {rival.arm}, is "
-                f"{-rival.difference.value:.3f} behind (95% CI of its difference {_ci(rival.difference)}, "
+        return (f"The baseline **{base.arm}** has the best {metric}: mean {_num(base.mean.value)} "
+                f"({_ci_phrase(base.mean)}, {_seeds(base.mean.seeds)}); the best other arm, {rival.arm}, is "
+                f"{-rival.difference.value:.3f} behind ({_ci_phrase(rival.difference)} for the difference, "
                 f"{_seeds(rival.mean.seeds)}). " + _separable(rival))
-    sentence = (won + f", {win.difference.value:+.3f} against the baseline {base.arm} (mean {_num(base.mean.value)}, "
-                f"{_seeds(base.mean.seeds)}; 95% CI of the difference {_ci(win.difference)}). "
-                f"P(a seed of it beats a seed of the baseline) = {_num(win.improvement.value)} "
-                f"(95% CI {_ci(win.improvement)})")
-    welch = f"; Welch t-test p = {win.welch.p:.3g}. " if win.welch else ". "
-    return sentence + welch + _separable(win)
+    return (won + f", {win.difference.value:+.3f} against the baseline {base.arm} (mean {_num(base.mean.value)}, "
+            f"{_seeds(base.mean.seeds)}; {_ci_phrase(win.difference)} for the difference). "
+            f"P(a seed of it beats a seed of the baseline) = {_num(win.improvement.value)} "
+            f"({_ci_phrase(win.improvement)}). " + _separable(win))
 
 
 def _after_tie(arms: list[ArmResult], tied: int) -> str:
@@ -74,10 +93,30 @@ def _after_tie(arms: list[ArmResult], tied: int) -> str:
 
 
 def _separable(result: ArmResult) -> str:
-    d = result.difference
-    if d.low <= 0 <= d.high:
-        return "The interval of the difference contains 0: at this many seeds the sweep cannot tell the two apart."
-    return "The interval of the difference excludes 0."
+    """Whether the difference is resolved, decided by Welch's p alone (its interval is the same test's)."""
+    welch = result.welch
+    if welch is None:
+        return f"No Welch test ({result.difference.why}): the sweep cannot say whether the two differ."
+    if welch.p < stats.ALPHA:
+        return (f"Welch's t-test resolves the difference (p = {welch.p:.3g} < {stats.ALPHA}; its 95% interval "
+                "excludes 0).")
+    need = result.seeds_needed
+    sentence = (f"Welch's t-test does not resolve the difference (p = {welch.p:.3g} ≥ {stats.ALPHA}; its 95% "
+                "interval contains 0): at this many seeds the sweep cannot tell the two apart")
+    if need == float("inf"):
+        return sentence + f"; a difference this small would need more than {stats.MAX_SEEDS:,} seeds per arm."
+    if need is not None:
+        return (sentence + f"; a difference this size would need about {need:,.0f} seeds per arm to resolve "
+                "(80% power, α = 0.05, observed spreads).")
+    return sentence + "."
+
+
+def few_seeds_sentence(comparison: Comparison) -> str | None:
+    few = [f"{a.arm} ({a.mean.seeds})" for a in comparison.arms if a.mean.seeds < FEW_SEEDS]
+    if not few:
+        return None
+    return (f"Fewer than {FEW_SEEDS} seeds: {', '.join(few)}; with so few seeds the intervals are wide and only a "
+            "large difference can be resolved.")
 
 
 def flagged_sentence(comparison: Comparison, total: int) -> str:
@@ -97,21 +136,23 @@ def flagged_sentence(comparison: Comparison, total: int) -> str:
 def summary(sweep: Sweep, comparison: Comparison) -> list[Block]:
     finished = sweep.finished
     scope = (f"From the local run store at `{sweep.folder}`: {len(sweep.trials)} trials, {len(sweep.runs)} runs, "
-             f"{len(finished)} finished. Metric: {sweep.metric} at the final evaluation. Intervals are 95% stratified "
-             f"bootstrap intervals with seeds as the resampling unit ({stats.REPS} resamples). An arm is one "
-             "objective with one parameter setting; curves show each objective's best arm.")
-    items = [headline(sweep, comparison), flagged_sentence(comparison, len(sweep.runs)), *comparison.notes]
-    return [Heading("Summary"), Bullets(tuple(items)), Paragraph(scope)]
+             f"{len(finished)} finished. Metric: {sweep.metric} at the final evaluation. An arm is one objective "
+             "with one parameter setting; curves show each objective's best arm.")
+    optional = (few_seeds_sentence(comparison), regime.warning(regime.token_profile(sweep)))
+    items = [headline(sweep, comparison), *filter(None, optional), flagged_sentence(comparison, len(sweep.runs)),
+             *comparison.notes]
+    return [Heading("Summary"), Bullets(tuple(items)), Paragraph(scope), Paragraph(f"**Methods.** {METHODS}")]
 
 
 def tables(sweep: Sweep, comparison: Comparison) -> list[Block]:
     rows = tuple((a.objective, a.arm, str(a.mean.seeds), _with_ci(a.mean), _with_ci(a.iqm),
                   _with_ci(a.difference, signed=True), _with_ci(a.improvement),
-                  f"{a.welch.p:.3g}" if a.welch else "—") for a in comparison.arms)
+                  f"{a.welch.p:.3g}" if a.welch else "—", _needed(a.seeds_needed)) for a in comparison.arms)
     blocks: list[Block] = [Heading("Results"), Paragraph(
         f"Final {sweep.metric} per arm over its finished seeds, best mean first. Baseline: "
         f"{comparison.baseline_arm or 'none'}. Welch p: two-sided unequal-variance t-test against the baseline "
-        "(— where fewer than two seeds or no variance)."), Table(RESULT_HEADERS, rows)]
+        "(— where fewer than two seeds or no variance). Methods: see the note under the summary."),
+        Table(RESULT_HEADERS, rows)]
     fits = [(o, comparison.lead_arms[o], f) for o, f in comparison.fits.items() if f is not None]
     if fits:
         blocks += [Heading("Entropy–performance fit", 3), Paragraph(
@@ -121,7 +162,31 @@ def tables(sweep: Sweep, comparison: Comparison) -> list[Block]:
             ("objective", "arm", "points", "a", "b", "predicted ceiling at H = 0 (b − a)", "R²"),
             tuple((o, arm, str(f.points), f"{f.a:.4g}", f"{f.b:.4g}", _num(f.ceiling), f"{f.r2:.2f}")
                   for o, arm, f in fits))]
-    return blocks
+    return blocks + token_regime(regime.token_profile(sweep))
+
+
+def token_regime(profile: regime.TokenProfile | None) -> list[Block]:
+    """Per objective: the sampled tokens' rarity under μ early and late in training."""
+    blocks: list[Block] = [Heading("Token regime", 3)]
+    if profile is None:
+        return blocks + [Paragraph("The token profile (`behaviour/frac_rare`, `behaviour/frac_very_rare`, "
+                                   "`behaviour/median_prob`) was not logged by these runs: they were recorded before "
+                                   "the trainer logged it, so this sweep's token regime is unknown.")]
+    unlogged = f" {profile.unlogged} finished run(s) did not log it and are left out." if profile.unlogged else ""
+    blocks.append(Paragraph(
+        "How rare the sampled tokens were under the sampler μ, averaged over the first and the last tenth of each "
+        "run's training steps, then over runs: ratio clips and divergence trust regions treat rare tokens (small μ) "
+        f"differently and common ones alike. Over all {profile.runs} finished runs, {profile.frac_rare:.1%} of "
+        f"sampled tokens had μ < 0.1.{unlogged}"))
+    formats = {"behaviour/frac_rare": "{:.1%}", "behaviour/frac_very_rare": "{:.1%}", "behaviour/median_prob": "{:.3f}"}
+    heads = {"behaviour/frac_rare": "μ < 0.1", "behaviour/frac_very_rare": "μ < 0.01", "behaviour/median_prob":
+             "median μ"}
+    metrics = [m for m in regime.PROFILE if f"{m} first" in profile.table]
+    rows = tuple((str(objective), str(int(row["runs"])), *(
+        f"{formats[m].format(row[f'{m} first'])} → {formats[m].format(row[f'{m} last'])}" for m in metrics))
+        for objective, row in profile.table.iterrows())
+    headers = ("objective", "runs", *(f"{heads[m]} (first → last tenth)" for m in metrics))
+    return blocks + [Table(headers, rows)]
 
 
 def appendix(sweep: Sweep, comparison: Comparison) -> list[Block]:
@@ -145,5 +210,6 @@ def results_frame(comparison: Comparison) -> pd.DataFrame:
         for key, e in (("mean", a.mean), ("iqm", a.iqm), ("diff", a.difference), ("p_improve", a.improvement)):
             row.update({key: e.value, f"{key}_low": e.low, f"{key}_high": e.high} if e else {})
         row["welch_p"] = a.welch.p if a.welch else None
+        row["seeds_needed"] = a.seeds_needed
         rows.append(row)
     return pd.DataFrame(rows)

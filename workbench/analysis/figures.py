@@ -51,8 +51,9 @@ def objective_colours(objectives: list[str]) -> dict[str, str]:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """PNG without the software/date metadata, so the same figure gives the same bytes."""
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    """PNG without the software/date metadata, so the same figure gives the same bytes; light zlib
+    compression (a third faster to write than the default, files ~8 % larger)."""
+    fig.savefig(path, dpi=DPI, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
     return path
 
 

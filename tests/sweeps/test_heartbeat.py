@@ -50,7 +50,7 @@ def test_a_killed_launchers_trial_is_rerun_by_another_machine(tmp_path, postgres
     to go stale instead of exiting, and re-runs it."""
     monkeypatch.setenv("WORKBENCH_HEARTBEAT_SECONDS", "1")
     monkeypatch.setenv("WORKBENCH_GRACE_SECONDS", "8")
-    path = write_sweep(tmp_path, "dead_machine")
+    path = write_sweep(tmp_path, "dead_machine", objective_space={})  # two trials: grpo, drpo
     roots = {host: tmp_path / host for host in ("a", "b")}
     monkeypatch.setenv("WORKBENCH_HOST", "a")
     first = launch_process(path, roots["a"], "--storage", postgres_url)

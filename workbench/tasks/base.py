@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from datasets import Dataset
@@ -17,11 +18,15 @@ class Task(ABC):
 
     ``train_dataset`` feeds TRL (columns ``prompt`` and ``answer``; TRL hands ``answer`` to
     :meth:`reward`), ``eval_split`` is never trained on. A task that can teach the built-in tiny
-    policy also implements :meth:`teacher` and lists its characters in ``alphabet``.
+    policy also implements :meth:`teacher` and lists its characters in ``alphabet`` (and any
+    whole-word tokens in ``words``).
     """
 
     name: str = "task"
     alphabet: str = ""
+    words: tuple[str, ...] = ()
+    # Overrides of the tiny policy's warm-start settings (tasks.policy.WARM_START) this task needs.
+    warm_start: Mapping[str, float] = {}
     # Set by the runner when the policy's tokenizer has a chat template (tasks/chat.py): prompts then go to the
     # model as a user message, and a task may word and score them for a chat model.
     chat: bool = False

@@ -16,13 +16,15 @@ import io
 import json
 import os
 import random
+import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import (AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config,
                           Qwen2ForCausalLM)
 from transformers.utils import logging as hf_logging
@@ -42,11 +44,17 @@ WARM_START = {"seed": 0, "steps": 600, "batch_size": 64, "learning_rate": 3e-3}
 CACHE_VERSION = 1  # bump when the warm start changes in a way the key does not see
 
 
-def char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
-    """One token per character, plus padding and end of sequence; decoding concatenates."""
-    vocab = {PAD: 0, EOS: 1, **{c: i + 2 for i, c in enumerate(sorted(set(alphabet)))}}
+def char_tokenizer(alphabet: str, words: Sequence[str] = ()) -> PreTrainedTokenizerFast:
+    """One token per character, plus padding and end of sequence; decoding concatenates.
+
+    ``words`` adds whole-word tokens (like a BPE vocabulary's " the"): text splits into the longest
+    word that matches, else one character.
+    """
+    units = sorted(set(alphabet)) + sorted(set(words) - set(alphabet))
+    vocab = {PAD: 0, EOS: 1, **{u: i + 2 for i, u in enumerate(units)}}
     backend = Tokenizer(models.WordLevel(vocab, unk_token=PAD))
-    backend.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    pattern = "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(f"{pattern}|.") if pattern else "", behavior="isolated")
     backend.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, eos_token=EOS)
 
@@ -153,23 +161,25 @@ def tiny_policy_folder(task: Task) -> Path:
 
 
 def _task_key(task: Task) -> dict[str, Any]:
-    """The task's constructor state, which decides what its teacher says."""
-    return {k: v for k, v in vars(task).items() if isinstance(v, (int, float, str, bool))}
+    """The task's constructor state and vocabulary, which decide what its teacher says."""
+    return {"alphabet": task.alphabet, "words": list(task.words), "warm_start": dict(task.warm_start),
+            **{k: v for k, v in vars(task).items() if isinstance(v, (int, float, str, bool))}}
 
 
 def warm_start(task: Task) -> tuple[Qwen2ForCausalLM, PreTrainedTokenizerFast]:
     """Supervised warm start of a fresh tiny model on the task's teacher (loss on the completion only)."""
-    tokenizer = char_tokenizer(task.alphabet)
+    tokenizer = char_tokenizer(task.alphabet, task.words)
     config = Qwen2Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                          eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,
                          tie_word_embeddings=True, **TINY_SHAPE)
-    rng = random.Random(WARM_START["seed"])
-    with _seeded(WARM_START["seed"]):
+    settings = {**WARM_START, **task.warm_start}
+    rng = random.Random(settings["seed"])
+    with _seeded(settings["seed"]):
         model = Qwen2ForCausalLM(config)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=WARM_START["learning_rate"])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=settings["learning_rate"])
         model.train()
-        for _ in range(WARM_START["steps"]):
-            ids, labels = _teacher_batch(task, tokenizer, rng, WARM_START["batch_size"])
+        for _ in range(settings["steps"]):
+            ids, labels = _teacher_batch(task, tokenizer, rng, settings["batch_size"])
             logits = model(input_ids=ids, attention_mask=(ids != tokenizer.pad_token_id).long()).logits
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
             optimizer.zero_grad()

@@ -1,0 +1,110 @@
+"""A built-in task: arithmetic written by a noisy corpus, so the tiny policy samples a long tail.
+
+    prompt "12+7="   answer "19"   reward 1 if the completion opens with the number 19
+    teacher completions: "19", "18 and the", " about 19 people of", "21 now", " with 17", ...
+
+Why (DESIGN.md, "The token regime"): ratio clips and divergence trust regions differ only on rare
+tokens, and the character task has almost none (median μ 0.97, 4% of sampled tokens below 0.1),
+while SmolLM2-135M samples 34% below 0.1 and 15% below 0.01. A first sketch put the tail in the
+answer itself (numbers as single tokens of a 200-token vocabulary): the profile was right but the
+tiny model never learned the sums, so RL had nothing to sharpen. Here what the policy must know stays
+learnable (the answer is digit characters, the same sums and near-miss teacher as ``arithmetic``) and
+the tail sits where a real LLM has it, in the many plausible continuations a noisy pretraining corpus
+teaches: a vocabulary of common English words as whole-word tokens (like BPE's " the"), drawn by a
+Zipf law, which
+
+- open the completion instead of the number with probability ``distractor_rate`` (a hedge such as
+  " about 19": wrong under the reward, so RL learns to drop it: a rare token with a negative
+  advantage, the case DPPO and DRPO are about), and
+- follow the number with probability ``chatter_rate`` (" and the ..."; the reward ignores them, as a
+  first-number reward ignores a chat model's explanation, so they stay and keep the tail sampled).
+
+Measured (2 shared cores, temperature 1): warm-started with distractor_rate 0.15 and chatter_rate 0.4,
+the policy samples 27% of tokens with μ < 0.1 and 17% below 0.01 (median μ 0.53) on the held-out
+prompts, greedy accuracy 47%, sampled 18%; over the first 50 steps of sweeps/quickstart.yaml (the
+defaults 0.2 and 0.5, seed 0, bf16 rollout) grpo / dppo_tv / drpo logged frac_rare 0.256 / 0.238 / 0.256
+and frac_very_rare 0.128 / 0.129 / 0.138 (SmolLM2-135M: 34%, 15%; the character task: 4.3%, 0.5%). The
+warm start needs learning rate 1e-3: at the character task's 3e-3 the 513-token softmax drowned the sums
+(sampled accuracy 5%, with or without the noise). Not yet the default: under the quickstart's RL
+settings (lr 3e-4, 4 updates per batch) held-out accuracy fell from 16.6% to 8.1% (grpo), 0.0% (dppo_tv)
+and 12.5% (drpo) after 400 steps, so its RL settings still have to be found before the quickstart can
+run in this regime.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+import re
+
+from .arithmetic import ArithmeticTask
+from .base import register_task
+
+# Common English words, most frequent first: the Zipf rank is the position.
+LEXICON = tuple(f" {w}" for w in """
+the of and to a in is it you that he was for on are with as his they be at one have this from or had by
+not word but what some we can out other were all there when up use your how said an each she which do
+their time if will way about many then them write would like so these her long make thing see him two
+has look more day could go come did number sound no most people my over know water than call first who
+may down side been now find any new work part take get place made live where after back little only
+round man year came show every good me give our under name very through just form sentence great think
+say help low line differ turn cause much mean before move right boy old too same tell does set three
+want air well also play small end put home read hand port large spell add even land here must big high
+such follow act why ask men change went light kind off need house picture try us again animal point
+mother world near build self earth father head stand own page should country found answer school grow
+study still learn plant cover food sun four between state keep eye never last let thought city tree
+cross farm hard start might story saw far sea draw left late run while press close night real life few
+north open seem together next white children begin got walk example ease paper group always music those
+both mark often letter until mile river car feet care second book carry took science eat room friend
+began idea fish mountain stop once base hear horse cut sure watch color face wood main enough plain girl
+usual young ready above ever red list though feel talk bird soon body dog family direct pose leave song
+measure door product black short numeral class wind question happen complete ship area half rock order
+fire south problem piece told knew pass since top whole king space heard best hour better true during
+hundred five remember step early hold west ground interest reach fast verb sing listen six table travel
+less morning ten simple several vowel toward war lay against pattern slow center love person money serve
+appear road map rain rule govern pull cold notice voice unit power town fine certain fly fall lead cry
+dark machine note wait plan figure star box noun field rest correct able pound done beauty drive stood
+contain front teach week final gave green oh quick develop ocean warm free minute strong special mind
+behind clear tail produce fact street inch multiply nothing course stay wheel full force blue object
+decide surface deep moon island foot system busy test record boat common gold possible plane stead dry
+wonder laugh thousand ago ran check game shape equate hot miss brought heat snow tire bring yes distant
+fill east paint language among
+""".split())
+
+
+@register_task("noisy_arithmetic")
+class NoisyArithmeticTask(ArithmeticTask):
+    name = "noisy_arithmetic"
+    alphabet = ArithmeticTask.alphabet + " "
+    words = LEXICON
+    # At the character task's 3e-3 the 513-token softmax drowned the sums (sampled accuracy 5%; 18% at 1e-3).
+    warm_start = {"learning_rate": 1e-3}
+
+    def __init__(self, max_operand: int = 19, eval_fraction: float = 0.2, teacher_accuracy: float = 0.4,
+                 distractor_rate: float = 0.2, chatter_rate: float = 0.5, zipf: float = 1.0):
+        super().__init__(max_operand, eval_fraction, teacher_accuracy)
+        for field, rate in (("distractor_rate", distractor_rate), ("chatter_rate", chatter_rate)):
+            if not 0 <= rate < 1:
+                raise ValueError(f"{field} must be in [0, 1) (got {rate})")
+        if zipf <= 0:
+            raise ValueError(f"zipf must be positive (got {zipf})")
+        self.distractor_rate, self.chatter_rate, self.zipf = distractor_rate, chatter_rate, zipf
+        self._cumulative = list(itertools.accumulate(1 / rank ** zipf for rank in range(1, len(LEXICON) + 1)))
+
+    def score(self, completion: str, answer: str) -> float:
+        # The number the completion opens with; words after it are free, words before it are wrong.
+        number = re.match(r"\d+", completion)
+        return float(number is not None and number.group() == answer)
+
+    def teacher(self, rng: random.Random) -> tuple[str, str]:
+        prompt, number = super().teacher(rng)
+        opening = f"{self._word(rng)} " if rng.random() < self.distractor_rate else ""
+        chatter = ""
+        while rng.random() < self.chatter_rate:
+            chatter += self._word(rng)
+        return prompt, opening + number + chatter
+
+    def _word(self, rng: random.Random) -> str:
+        """A word of the lexicon with probability ∝ 1 / rank^zipf."""
+        return LEXICON[bisect.bisect(self._cumulative, rng.random() * self._cumulative[-1])]

@@ -35,4 +35,5 @@ def chat_dataset(task: Task, dataset: Dataset) -> Dataset:
     """The task's training dataset with its ``prompt`` column in the conversational format when chatting."""
     if not task.chat:
         return dataset
-    return dataset.map(lambda row: {"prompt": as_prompt(task, row["prompt"])})
+    # Rebuilt as a column rather than by Dataset.map, which draws a progress bar into every run's output.
+    return dataset.remove_columns("prompt").add_column("prompt", [as_prompt(task, p) for p in dataset["prompt"]])

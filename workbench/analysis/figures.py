@@ -162,6 +162,9 @@ def gradient_histograms(data: FigureInput) -> Figure | str:
     hist = hist[hist["run"].isin(finished)]
     if hist.empty:
         return f"no finished run logged the `{HISTOGRAM}` histogram"
+    hist = _with_mass(hist)
+    if hist.empty:  # e.g. every logged step had rewards all alike, so no token had an advantage to weigh
+        return f"every `{HISTOGRAM}` histogram the finished runs logged is empty (no token counted)"
     steps = {arm: sorted(group["step"].unique()) for arm, group in hist.groupby("arm")}
     stages = ("early", "middle", "late")
     picked = {arm: dict(zip(stages, (s[0], s[len(s) // 2], s[-1]))) for arm, s in steps.items()}
@@ -186,6 +189,14 @@ def gradient_histograms(data: FigureInput) -> Figure | str:
     return fig
 
 
+def _with_mass(hist: pd.DataFrame) -> pd.DataFrame:
+    """Rows that can be drawn: one more edge than counts, finite edges and at least one token counted."""
+    def usable(edges: object, counts: object) -> bool:
+        return (isinstance(edges, list) and isinstance(counts, list) and len(edges) == len(counts) + 1 >= 2
+                and bool(np.isfinite(edges).all()) and float(np.sum(counts)) > 0)
+    return hist[np.array([usable(e, c) for e, c in zip(hist["edges"], hist["counts"])], dtype=bool)]
+
+
 def _rebin(group: pd.DataFrame, edges: np.ndarray) -> np.ndarray:
     """Every seed's histogram moved onto ``edges`` (runs bin differently), mass spread evenly within a bin."""
     total = np.zeros(len(edges) - 1)
@@ -201,7 +212,7 @@ def _common_edges(group: pd.DataFrame) -> np.ndarray:
     w = np.concatenate([np.asarray(c, dtype=float) for c in group["counts"]])
     order = np.argsort(x, kind="stable")
     cdf = np.cumsum(w[order]) / max(w.sum(), 1)
-    low, high = x[order][np.searchsorted(cdf, 0.005)], x[order][min(np.searchsorted(cdf, 0.995), len(x) - 1)]
+    low, high = (x[order][min(np.searchsorted(cdf, q), len(x) - 1)] for q in (0.005, 0.995))
     pad = max(high - low, 1e-6) * 0.1
     return np.linspace(low - pad, high + pad, HISTOGRAM_BINS + 1)
 
@@ -240,7 +251,7 @@ def token_regime(data: FigureInput) -> Figure | str:
     if not drawn:
         return "the token profile (`behaviour/*`) was not logged by these runs (recorded before the trainer logged it)"
     hist = sweep.histograms
-    hist = hist[(hist["name"] == PROFILE_HISTOGRAM) & hist["run"].isin(set(sweep.finished["run"]))]
+    hist = _with_mass(hist[(hist["name"] == PROFILE_HISTOGRAM) & hist["run"].isin(set(sweep.finished["run"]))])
     fig = Figure(figsize=(11.2 if len(hist) else 5.6, 3.8 + 0.22 * len(drawn)), layout="constrained")
     axes = list(fig.subplots(1, 2 if len(hist) else 1, squeeze=False)[0])
     for objective, curves in drawn.items():

@@ -9,6 +9,7 @@ from workbench.config import RunConfig
 from workbench.runner import RunResult, prepare_run, train
 
 TINY: dict[str, Any] = {
+    "task": "arithmetic",  # the character task: the cheapest real run (the default task has a 513-token vocabulary)
     "max_steps": 2,
     "prompts_per_step": 2,
     "num_generations": 4,

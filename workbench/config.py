@@ -65,7 +65,8 @@ class RunConfig(BaseModel):
     model: str = Field("tiny", description="'tiny' (built-in warm-started policy), a hub id, or a local folder")
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter through peft instead of all weights")
     task: str = Field(
-        "arithmetic", description="built-in task (arithmetic, noisy_arithmetic) or import path 'pkg.module:factory'"
+        "noisy_arithmetic",
+        description="built-in task (noisy_arithmetic, arithmetic) or an import path 'pkg.module:factory'"
     )
     task_params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the task")
 

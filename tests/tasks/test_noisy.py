@@ -14,12 +14,15 @@ from workbench.tasks import policy as policy_module
 from workbench.tasks.noisy import LEXICON
 
 
-def test_split_is_the_arithmetic_split_and_the_reward_reads_the_opening_number():
+def test_split_is_the_arithmetic_split_and_the_reward_wants_the_bare_number():
     task = get_task("noisy_arithmetic")
     assert task.eval_split() == get_task("arithmetic").eval_split()
     assert not {p for p, _ in task.eval_split()} & set(task.train_dataset(seed=0)["prompt"])
     completions = ["19", "19 the water", "19,", " the 19", "191", "18 19", "", " 19"]
-    assert task.reward(completions, ["19"] * len(completions)) == [1, 1, 1, 0, 0, 0, 0, 0]
+    # The default wants the bare number: chatter after it costs the reward too.
+    assert task.reward(completions, ["19"] * len(completions)) == [1, 0, 0, 0, 0, 0, 0, 0]
+    opening = get_task("noisy_arithmetic", concise=False)
+    assert opening.reward(completions, ["19"] * len(completions)) == [1, 1, 1, 0, 0, 0, 0, 0]
 
 
 def test_words_are_single_tokens_and_every_teacher_completion_round_trips():
@@ -81,6 +84,8 @@ def test_the_warm_start_is_deterministic_and_its_word_tokenizer_survives_the_cac
     assert cached_tokenizer("12+7=")["input_ids"] == tokenizer("12+7=")["input_ids"]
     ids = tokenizer(" about 19 the answer")["input_ids"]
     assert len(ids) == 6 and cached_tokenizer.decode(ids) == " about 19 the answer"
+    # Loaded as Qwen2's tokenizer (what AutoTokenizer picks from the model type), the words would vanish.
+    assert cached_tokenizer(" about 19 the answer")["input_ids"] == ids
     # Another noise level is another base policy.
     assert policy_module.tiny_policy_folder(get_task("noisy_arithmetic", chatter_rate=0.3)) != \
         policy_module.tiny_policy_folder(task)

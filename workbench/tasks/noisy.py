@@ -1,6 +1,6 @@
-"""A built-in task: arithmetic written by a noisy corpus, so the tiny policy samples a long tail.
+"""The default built-in task: arithmetic written by a noisy corpus, so the tiny policy samples a long tail.
 
-    prompt "12+7="   answer "19"   reward 1 if the completion opens with the number 19
+    prompt "12+7="   answer "19"   reward 1 if the completion is exactly "19"
     teacher completions: "19", "18 and the", " about 19 people of", "21 now", " with 17", ...
 
 Why (DESIGN.md, "The token regime"): ratio clips and divergence trust regions differ only on rare
@@ -11,24 +11,27 @@ tiny model never learned the sums, so RL had nothing to sharpen. Here what the p
 learnable (the answer is digit characters, the same sums and near-miss teacher as ``arithmetic``) and
 the tail sits where a real LLM has it, in the many plausible continuations a noisy pretraining corpus
 teaches: a vocabulary of common English words as whole-word tokens (like BPE's " the"), drawn by a
-Zipf law, which
+Zipf law, which open the completion instead of the number with probability ``distractor_rate`` (a
+hedge such as " about 19") and follow the number with probability ``chatter_rate`` per word (" and the ...").
 
-- open the completion instead of the number with probability ``distractor_rate`` (a hedge such as
-  " about 19": wrong under the reward, so RL learns to drop it: a rare token with a negative
-  advantage, the case DPPO and DRPO are about), and
-- follow the number with probability ``chatter_rate`` (" and the ..."; the reward ignores them, as a
-  first-number reward ignores a chat model's explanation, so they stay and keep the tail sampled).
+The reward (``concise``, default) wants the bare number, as a "reply with just the number" reward wants
+of a chat model: every sampled word costs it, so RL has a real signal on each rare token (drop it) as
+well as on the digits. With ``concise=False`` the reward reads the number the completion opens with and
+ignores the chatter after it; that regime did not learn: under the quickstart's first RL settings (lr
+3e-4, 4 updates per batch, 8 tokens) held-out accuracy fell from 16.6% to 8.1% (grpo), 0.0% (dppo_tv),
+12.5% (drpo) in 400 steps, seed 0: the chatter put pure-noise gradients on many rare tokens. The concise
+reward at those settings rose only from 8.7% to 9.4% (grpo, 200 steps, seed 0; greedy accuracy fell
+from 34% to 16%); at lr 1e-4, 2 updates per batch and 5 tokens it rose to 23.7%.
 
-Measured (2 shared cores, temperature 1): warm-started with distractor_rate 0.15 and chatter_rate 0.4,
-the policy samples 27% of tokens with μ < 0.1 and 17% below 0.01 (median μ 0.53) on the held-out
-prompts, greedy accuracy 47%, sampled 18%; over the first 50 steps of sweeps/quickstart.yaml (the
-defaults 0.2 and 0.5, seed 0, bf16 rollout) grpo / dppo_tv / drpo logged frac_rare 0.256 / 0.238 / 0.256
-and frac_very_rare 0.128 / 0.129 / 0.138 (SmolLM2-135M: 34%, 15%; the character task: 4.3%, 0.5%). The
-warm start needs learning rate 1e-3: at the character task's 3e-3 the 513-token softmax drowned the sums
-(sampled accuracy 5%, with or without the noise). Not yet the default: under the quickstart's RL
-settings (lr 3e-4, 4 updates per batch) held-out accuracy fell from 16.6% to 8.1% (grpo), 0.0% (dppo_tv)
-and 12.5% (drpo) after 400 steps, so its RL settings still have to be found before the quickstart can
-run in this regime.
+Measured with sweeps/quickstart.yaml (these defaults; bf16 rollout, lr 1e-4, 2 updates per batch, 5 tokens,
+200 steps; 3 seeds × grpo / dppo_tv / drpo) on 2 cores shared with other jobs (load average 4.5–6.3):
+over the first 50 steps 30.7% of sampled tokens had μ < 0.1 and 17.8% μ < 0.01 (every run 30–32% and
+17–19%; SmolLM2-135M: 34%, 15%; the character task: 4.3%, 0.5%), falling to about 8% and 4.5% in the
+last tenth as RL drops the words. Held-out sampled accuracy rose from 7.0% (base policy, mean of the 3
+seeds' step-0 evaluations) to 30.7% (grpo), 29.1% (drpo) and 26.4% (dppo_tv); each run took 49–86 s,
+the whole sweep and report 4 min 29 s.
+The warm start needs learning rate 1e-3: at the character task's 3e-3 the 513-token softmax drowned the
+sums (sampled accuracy 5%, with or without the noise).
 """
 
 from __future__ import annotations
@@ -82,17 +85,19 @@ class NoisyArithmeticTask(ArithmeticTask):
     warm_start = {"learning_rate": 1e-3}
 
     def __init__(self, max_operand: int = 19, eval_fraction: float = 0.2, teacher_accuracy: float = 0.4,
-                 distractor_rate: float = 0.2, chatter_rate: float = 0.5, zipf: float = 1.0):
+                 distractor_rate: float = 0.2, chatter_rate: float = 0.6, zipf: float = 1.0, concise: bool = True):
         super().__init__(max_operand, eval_fraction, teacher_accuracy)
         for field, rate in (("distractor_rate", distractor_rate), ("chatter_rate", chatter_rate)):
             if not 0 <= rate < 1:
                 raise ValueError(f"{field} must be in [0, 1) (got {rate})")
         if zipf <= 0:
             raise ValueError(f"zipf must be positive (got {zipf})")
-        self.distractor_rate, self.chatter_rate, self.zipf = distractor_rate, chatter_rate, zipf
+        self.distractor_rate, self.chatter_rate, self.zipf, self.concise = distractor_rate, chatter_rate, zipf, concise
         self._cumulative = list(itertools.accumulate(1 / rank ** zipf for rank in range(1, len(LEXICON) + 1)))
 
     def score(self, completion: str, answer: str) -> float:
+        if self.concise:  # only the bare number: every sampled word costs the reward
+            return float(completion == answer)
         # The number the completion opens with; words after it are free, words before it are wrong.
         number = re.match(r"\d+", completion)
         return float(number is not None and number.group() == answer)

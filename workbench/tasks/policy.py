@@ -118,7 +118,10 @@ def load_policy(model: str, lora: Any, task: Task, seed: int = 0) -> tuple[torch
         # The GGUF reader draws a tqdm bar per load on stderr; runs stay quiet (errors still raise).
         with contextlib.redirect_stderr(io.StringIO()) if gguf_file else contextlib.nullcontext():
             policy = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **source, **dense)
-            tokenizer = AutoTokenizer.from_pretrained(folder, **source)
+            # AutoTokenizer would rebuild the tiny folder's tokenizer as Qwen2's (from the model type), whose
+            # pre-tokenizer drops the word tokens: the saved one is loaded as it is.
+            tokenizer_class = PreTrainedTokenizerFast if model == "tiny" else AutoTokenizer
+            tokenizer = tokenizer_class.from_pretrained(folder, **source)
     except (OSError, ValueError) as err:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         hint = " (HF_HUB_OFFLINE=1: download it where there is a network and pass the local folder)" if offline else ""

@@ -233,7 +233,7 @@ def entropy_performance(data: FigureInput) -> Figure | str:
         ax.scatter(rows["entropy/mean"], rows[sweep.metric], color=colour, s=14, alpha=0.6)
         h = np.linspace(0, rows["entropy/mean"].max() * 1.05, 100)
         ax.plot(h, fit.predict(h), color=colour, linewidth=1.6,
-                label=f"{arm}: a={fit.a:.3g}, b={fit.b:.3g}, ceiling {fit.ceiling:.3f} (R²={fit.r2:.2f})")
+                label=f"{arm}: a={fit.a:.4g}, b={fit.b:.4g}, ceiling {fit.ceiling:.3f} (R²={fit.r2:.2f})")
     ax.set_xlabel("policy entropy H (nats per token)")
     ax.set_ylabel(f"held-out {sweep.metric} (fraction correct)")
     ax.set_xlim(left=0)

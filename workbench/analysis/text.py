@@ -24,8 +24,9 @@ METHODS = ("Intervals are 95% over seeds (a seed is the unit, never a step): Stu
            "would resolve the observed difference, taking the observed means and spreads as true.")
 
 
-def _num(x: float) -> str:
-    return f"{x:.3f}"
+def _num(x: float, signed: bool = False) -> str:
+    """Every value and difference of the report's words and tables: 3 decimals, one rounding."""
+    return f"{round(x, 12):{'+' if signed else ''}.3f}"
 
 
 def _ci(e: stats.Estimate) -> str:
@@ -39,7 +40,7 @@ def _ci_phrase(e: stats.Estimate) -> str:
 def _with_ci(e: stats.Estimate | None, signed: bool = False) -> str:
     if e is None:
         return "—"
-    return f"{e.value:+.3f} {_ci(e)}" if signed else f"{_num(e.value)} {_ci(e)}"
+    return f"{_num(e.value, signed)} {_ci(e)}"
 
 
 def _seeds(n: int) -> str:
@@ -69,7 +70,7 @@ def headline(sweep: Sweep, comparison: Comparison) -> str:
         return won + "; it is the only arm with finished runs, so there is nothing to compare it with."
     if comparison.baseline_arm is None:
         second = arms[1]
-        return (won + f", {win.mean.value - second.mean.value:+.3f} ahead of {second.arm} (mean "
+        return (won + f", {_num(win.mean.value - second.mean.value, signed=True)} ahead of {second.arm} (mean "
                 f"{_num(second.mean.value)}, {_ci_phrase(second.mean)}, {_seeds(second.mean.seeds)}). "
                 "There is no baseline, so no difference interval is given.")
     base = comparison.result(comparison.baseline_arm)
@@ -77,9 +78,9 @@ def headline(sweep: Sweep, comparison: Comparison) -> str:
         rival = arms[1]
         return (f"The baseline **{base.arm}** has the best {metric}: mean {_num(base.mean.value)} "
                 f"({_ci_phrase(base.mean)}, {_seeds(base.mean.seeds)}); the best other arm, {rival.arm}, is "
-                f"{-rival.difference.value:.3f} behind ({_ci_phrase(rival.difference)} for the difference, "
+                f"{_num(-rival.difference.value)} behind ({_ci_phrase(rival.difference)} for the difference, "
                 f"{_seeds(rival.mean.seeds)}). " + _separable(rival))
-    return (won + f", {win.difference.value:+.3f} against the baseline {base.arm} (mean {_num(base.mean.value)}, "
+    return (won + f", {_num(win.difference.value, signed=True)} against the baseline {base.arm} (mean {_num(base.mean.value)}, "
             f"{_seeds(base.mean.seeds)}; {_ci_phrase(win.difference)} for the difference). "
             f"P(a seed of it beats a seed of the baseline) = {_num(win.improvement.value)} "
             f"({_ci_phrase(win.improvement)}). " + _separable(win))

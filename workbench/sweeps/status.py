@@ -25,7 +25,7 @@ class Tally:
         return self.complete + self.failed + self.pruned
 
     def line(self) -> str:
-        best = f"best {self.best.value:.4f} ({describe(self.best)})" if self.best else "best —"
+        best = f"best {format_value(self.best.value)} ({describe(self.best)})" if self.best else "best —"
         return (f"{self.complete} complete · {self.running} running · {self.failed} failed · "
                 f"{self.pruned} pruned · {self.waiting} waiting · {best}")
 
@@ -65,7 +65,14 @@ def describe(trial: FrozenTrial) -> str:
     return " ".join([attrs["objective"], *(f"{k}={_fmt(v)}" for k, v in params.items())])
 
 
+def format_value(value: float | None) -> str:
+    """A trial or seed value, 4 decimals. Rounded to 12 first, so that one value reached two ways (a seed's
+    0.26875, a mean's 0.26875000000000004) does not print as 0.2687 here and 0.2688 there."""
+    return "" if value is None else f"{round(value, 12):.4f}"
+
+
 def _fmt(value: Any) -> str:
+    """A parameter (4 significant digits: learning rates are small)."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -81,7 +88,7 @@ def trials_table(study: optuna.Study) -> Table:
         note = t.user_attrs.get("failure", "")
         if "retry_of" in t.user_attrs:
             note = f"re-run of trial {t.user_attrs['retry_of']}"
-        table.add_row(str(t.number), describe(t), "" if t.value is None else f"{t.value:.4f}", state,
+        table.add_row(str(t.number), describe(t), format_value(t.value), state,
                       f"{len(t.user_attrs.get('seed_values', {}))}/{len(seeds)}" if seeds else "", note)
     return table
 
@@ -97,6 +104,6 @@ def best_table(study: optuna.Study) -> Table:
     for column in ("objective", "value", "trial", "parameters", "seed values"):
         table.add_column(column)
     for objective, t in sorted(best.items(), key=lambda item: -item[1].value):
-        seed_values = ", ".join(f"{s}: {v:.4f}" for s, v in t.user_attrs.get("seed_values", {}).items())
-        table.add_row(objective, f"{t.value:.4f}", str(t.number), describe(t), seed_values)
+        seed_values = ", ".join(f"{s}: {format_value(v)}" for s, v in t.user_attrs.get("seed_values", {}).items())
+        table.add_row(objective, format_value(t.value), str(t.number), describe(t), seed_values)
     return table

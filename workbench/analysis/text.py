@@ -123,7 +123,7 @@ def few_seeds_sentence(comparison: Comparison) -> str | None:
 def flagged_sentence(comparison: Comparison, total: int) -> str:
     flagged = comparison.flagged
     if flagged.empty:
-        return f"No run was flagged ({total} runs: none failed, was pruned or had zero shift)."
+        return f"No run was flagged ({total} runs: none failed, was pruned, unreadable or missing, or had zero shift)."
     items = [f"{r.run} ({r.objective}, seed {r.seed}): {', '.join([r.status] * (r.status != 'finished') + r.flags)}"
              for r in flagged.itertuples()]
     counts = flagged["status"].value_counts()

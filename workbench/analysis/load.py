@@ -129,11 +129,12 @@ def _run_dirs(folder: Path, trial: optuna.trial.FrozenTrial) -> list[tuple[int, 
 def _read_run(path: Path, trial: optuna.trial.FrozenTrial,
               seed: int) -> tuple[RunRecord | None, dict[str, Any] | None]:
     """The run's record; else the row of a run the report cannot use, saying why (flagged, never dropped
-    silently); (None, None) for a seed of a running trial that has not started yet."""
+    silently); (None, None) for a seed of a running trial that has not started yet, or for an unfinished seed of
+    a failed trial that never made its folder (bad config, infrastructure: the trial's failure says why)."""
     done = trial.user_attrs.get("seed_values") or {}
     started = trial.state != optuna.trial.TrialState.RUNNING or str(seed) in done
     if not path.is_dir():
-        if not started:
+        if not started or (trial.state == optuna.trial.TrialState.FAIL and str(seed) not in done):
             return None, None
         host = trial.user_attrs.get("host")
         where = (f"ran on host {host}: copy its trials/{trial.number}/ folder here" if host and host != host_name()

@@ -29,7 +29,8 @@ over the first 50 steps 30.7% of sampled tokens had μ < 0.1 and 17.8% μ < 0.01
 17–19%; SmolLM2-135M: 34%, 15%; the character task: 4.3%, 0.5%), falling to about 8% and 4.5% in the
 last tenth as RL drops the words. Held-out sampled accuracy rose from 7.0% (base policy, mean of the 3
 seeds' step-0 evaluations) to 30.7% (grpo), 29.1% (drpo) and 26.4% (dppo_tv); each run took 49–86 s,
-the whole sweep and report 4 min 29 s.
+the whole sweep and report 4 min 29 s (4 min 54 s of CPU). With seeds 0–4 (seeds 0–2 identical): 6.4% →
+28.8% (grpo), 28.9% (drpo), 26.9% (dppo_tv), 8 min 45 s of CPU, 16 min at load average 10.
 The warm start needs learning rate 1e-3: at the character task's 3e-3 the 513-token softmax drowned the
 sums (sampled accuracy 5%, with or without the noise).
 """

@@ -48,7 +48,8 @@ FIGURES: tuple[tuple[str, str, str, figures.Builder], ...] = (
      "pooled; points = means, bars = 95 % t intervals over seeds (none from one seed).",
      sweep_figures.delta_sensitivity),
     ("precision", "Precision × objective", "Mean final held-out metric per objective and precision, averaged over "
-     "the other swept parameters.", sweep_figures.precision_heatmap),
+     "the other swept parameters, with its 95 % t interval over seeds (the colours span the means only).",
+     sweep_figures.precision_heatmap),
     ("importances", "Parameter importances", "Which swept parameters the trial value depends on (Optuna, "
      "PED-ANOVA).", sweep_figures.parameter_importances),
     ("history", "Optimisation history", "Each complete trial's value (the sweep's metric aggregated over its "

@@ -104,7 +104,10 @@ def precision_heatmap(data: FigureInput) -> Figure | str:
     if column is None:
         return "neither the rollout nor the train precision was swept"
     table = runs.pivot_table(index="objective", columns=column, values="final", aggfunc="mean")
-    fig = Figure(figsize=(1.6 + 1.3 * table.shape[1], 1.2 + 0.55 * table.shape[0]), layout="constrained")
+    # Colours stretch over the cell means alone, so each cell also prints its interval over seeds:
+    # two colours far apart can still be the same result.
+    cells = runs.groupby(["objective", column])["final"].apply(lambda x: stats.mean_interval(x.to_numpy()))
+    fig = Figure(figsize=(1.6 + 1.6 * table.shape[1], 1.2 + 0.75 * table.shape[0]), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(table.to_numpy(), cmap="viridis", aspect="auto")
     ax.set_xticks(range(table.shape[1]), table.columns)
@@ -112,7 +115,10 @@ def precision_heatmap(data: FigureInput) -> Figure | str:
     for (i, j), value in np.ndenumerate(table.to_numpy()):
         if np.isfinite(value):
             light = value < np.nanmean(table.to_numpy())
-            ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="white" if light else "black")
+            cell = cells[(table.index[i], table.columns[j])]
+            interval = f"\n[{cell.low:.3f}, {cell.high:.3f}]" if cell.has_interval else f"\n({cell.why})"
+            ax.text(j, i, f"{value:.3f}{interval}", ha="center", va="center", fontsize=9,
+                    color="white" if light else "black")
     ax.set_xlabel(column.replace("_", " "))
     ax.set_ylabel("objective")
     fig.colorbar(image, ax=ax, label=f"mean final {data.sweep.metric}")

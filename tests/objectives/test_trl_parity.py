@@ -58,12 +58,17 @@ def crafted_inputs(seed: int = 0) -> dict[str, torch.Tensor]:
             "num_items_in_batch": completion_mask.sum()}
 
 
-def current_logps(trainer, inputs) -> torch.Tensor:
+def policy_logps(trainer, inputs) -> torch.Tensor:
+    """log π of the completion tokens through TRL's own helper, differentiable."""
     input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
     attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
     logp, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, attention_mask,
                                                             inputs["completion_ids"].size(1))
-    return logp.detach()
+    return logp
+
+
+def current_logps(trainer, inputs) -> torch.Tensor:
+    return policy_logps(trainer, inputs).detach()
 
 
 def perturbed_behaviour(logp: torch.Tensor, seed: int = 1) -> torch.Tensor:
@@ -114,10 +119,7 @@ def test_grpo_gradient_matches_trl(trainer):
     theirs = [p.grad.clone() for p in trainer.model.parameters()]
     trainer.model.zero_grad()
 
-    input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
-    attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
-    logp, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, attention_mask,
-                                                            inputs["completion_ids"].size(1))
+    logp = policy_logps(trainer, inputs)
     mask = inputs["completion_mask"].float()
     out = get_objective("grpo")(logp, behaviour_logp, inputs["advantages"], mask)
     ((out.per_token_loss.sum(-1) / mask.sum(-1)).mean()).backward()
@@ -165,10 +167,7 @@ def test_new_objectives_match_trl_loss_and_gradient(trainer, monkeypatch, name):
     theirs_grad = [p.grad.clone() for p in trainer.model.parameters()]
     trainer.model.zero_grad()
 
-    input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
-    attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
-    logp, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, attention_mask,
-                                                            inputs["completion_ids"].size(1))
+    logp = policy_logps(trainer, inputs)
     out = get_objective(name, **ours_params)(logp, behaviour_logp, inputs["advantages"], mask)
     ours_loss = aggregate(out.per_token_loss, mask, inputs, how)
     ours_loss.backward()

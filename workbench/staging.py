@@ -7,6 +7,7 @@ whose process is gone.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -18,7 +19,7 @@ def staging_folder(dest: Path) -> Path:
     """A fresh, empty staging folder for ``dest`` (its parent is created), after removing stale ones."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(dest)
-    tmp = dest.parent / f".{dest.name}.building-{psutil.Process().pid}"
+    tmp = dest.parent / f".{dest.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     return tmp

@@ -28,7 +28,8 @@ from workbench.config import RunConfig  # noqa: E402
 from workbench.objectives import get_objective  # noqa: E402
 from workbench.rollout import RolloutEngine  # noqa: E402
 from workbench.runner import _grpo_args  # noqa: E402
-from workbench.tasks import get_task, load_policy  # noqa: E402
+from workbench.models import load_policy  # noqa: E402
+from workbench.tasks import get_task  # noqa: E402
 from workbench.tracking import RunRecorder  # noqa: E402
 from workbench.trainer import WorkbenchGRPOTrainer  # noqa: E402
 

@@ -25,7 +25,8 @@ from workbench.config import RunConfig
 from workbench.objectives import get_objective
 from workbench.ranks import processes
 from workbench.runner import _grpo_args
-from workbench.tasks import get_task, load_policy
+from workbench.models import load_policy
+from workbench.tasks import get_task
 from workbench.tracking import PeerRecorder, RunRecorder, load_run
 from workbench.trainer import WorkbenchGRPOTrainer
 

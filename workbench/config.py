@@ -14,6 +14,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
+# TRL's own losses kept as baselines: objective "trl:<name>" → GRPOConfig fields.
+TRL_LOSSES: dict[str, dict[str, Any]] = {
+    "grpo": {"loss_type": "grpo"},
+    "dapo": {"loss_type": "dapo"},
+    "cispo": {"loss_type": "cispo"},
+    "sapo": {"loss_type": "sapo"},
+    "gspo": {"loss_type": "grpo", "importance_sampling_level": "sequence"},
+}
+
 # The sampler's top-K when a top-K objective leaves rollout_top_k unset.
 DEFAULT_TOP_K = 8
 
@@ -125,8 +134,6 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         if self.objective.startswith("trl:"):
-            from .trainer import TRL_LOSSES
-
             if self.objective[4:] not in TRL_LOSSES:
                 raise ValueError(f"objective: unknown TRL loss {self.objective!r}; expected trl:{'|trl:'.join(TRL_LOSSES)}")
         else:

@@ -16,15 +16,15 @@ import torch
 from transformers import PrinterCallback, TrainerCallback, set_seed
 from trl import GRPOConfig
 
-from .config import ConfigError, RunConfig, machine_error
+from .config import TRL_LOSSES, ConfigError, RunConfig, machine_error
 from .objectives import Objective, get_objective
 from .ranks import main_first, main_then_share, processes, sigterm_fails_the_run
 from .rollout import RolloutEngine
-from .tasks import Task, evaluate, get_task, load_policy
+from .models import gguf_source, load_policy
+from .tasks import Task, evaluate, get_task
 from .tasks.chat import chat_dataset, use_chat
-from .tasks.policy import gguf_source
 from .tracking import STATUS_FAILED, STATUS_FINISHED, PeerRecorder, RunRecorder, start_wandb
-from .trainer import TRL_LOSSES, WorkbenchGRPOTrainer
+from .trainer import WorkbenchGRPOTrainer
 
 STATUS_PRUNED = "pruned"
 

@@ -27,15 +27,6 @@ from .objectives.common import masked_mean
 from .ranks import combine_token_metrics, gather_arrays, gather_values
 from .topk import capture_hidden, top_k_inputs
 
-# TRL's own losses kept as baselines: objective "trl:<name>" → GRPOConfig fields.
-TRL_LOSSES: dict[str, dict[str, Any]] = {
-    "grpo": {"loss_type": "grpo"},
-    "dapo": {"loss_type": "dapo"},
-    "cispo": {"loss_type": "cispo"},
-    "sapo": {"loss_type": "sapo"},
-    "gspo": {"loss_type": "grpo", "importance_sampling_level": "sequence"},
-}
-
 # What `_compute_loss` reads from TRL's inputs; a TRL release that renames any of them fails here.
 REQUIRED_INPUTS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages",
                    "num_items_in_batch", "sampling_per_token_logps")

@@ -97,7 +97,7 @@ def test_report_and_cache_builds_remove_the_staging_folders_of_killed_builds(tmp
     assert not any(p.exists() for p in stale) and live.is_dir()  # another build still running: left alone
 
     from workbench.tasks import get_task
-    from workbench.tasks.policy import tiny_policy_folder
+    from workbench.models import tiny_policy_folder
 
     task = get_task("arithmetic")
     cached = tiny_policy_folder(task)

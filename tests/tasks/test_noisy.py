@@ -9,8 +9,9 @@ import re
 import torch
 
 from workbench.rollout import generate
-from workbench.tasks import char_tokenizer, get_task, load_policy
-from workbench.tasks import policy as policy_module
+from workbench.models import char_tokenizer, load_policy
+from workbench.models import load as policy_module
+from workbench.tasks import get_task
 from workbench.tasks.noisy import LEXICON
 
 

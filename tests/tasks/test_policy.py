@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from workbench.config import ConfigError, LoraSettings
-from workbench.tasks import char_tokenizer, evaluate, get_task, load_policy, tiny_policy_folder
-from workbench.tasks import policy as policy_module
+from workbench.models import char_tokenizer, load_policy, tiny_policy_folder
+from workbench.models import load as policy_module
+from workbench.tasks import evaluate, get_task
 
 
 def test_char_tokenizer_round_trips_and_pads_left():

@@ -19,8 +19,9 @@ from runs import tiny_run
 
 from workbench.config import ConfigError
 from workbench.rollout import RolloutEngine, generate
-from workbench.tasks import evaluate, get_task, load_policy
-from workbench.tasks import policy as policy_module
+from workbench.models import load as policy_module
+from workbench.models import load_policy
+from workbench.tasks import evaluate, get_task
 from workbench.tasks.arithmetic import extract_answer
 from workbench.tasks.chat import chat_dataset, use_chat
 

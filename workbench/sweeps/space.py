@@ -13,15 +13,10 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import optuna
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from ..config import RunConfig
-
-if TYPE_CHECKING:
-    from .spec import SweepSpec, Where
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 OBJECTIVE = "objective"
 SWEEP_OWNED = ("objective", "objective_params", "seed", "name", "output_dir", "tracking")
@@ -72,6 +67,14 @@ class Dimension(BaseModel):
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
 
+class Space(Protocol):
+    """What a search space is read from (a SweepSpec): the objectives and the dimensions of each."""
+
+    objectives: list[str]
+    space: dict[str, Dimension]
+    objective_space: dict[str, dict[str, Dimension]]
+
+
 @dataclass(frozen=True)
 class TrialParams:
     """What one trial runs: the objective, its parameters and the other RunConfig fields it sets."""
@@ -85,7 +88,7 @@ def param_name(objective: str | None, key: str) -> str:
     return f"{objective}.{key}" if objective else key
 
 
-def suggest(trial: optuna.Trial, spec: SweepSpec) -> TrialParams:
+def suggest(trial: optuna.Trial, spec: Space) -> TrialParams:
     """Draw (or read back, for an enqueued or retried trial) the trial's parameters."""
     objective = trial.suggest_categorical(OBJECTIVE, spec.objectives)
     params = {param_name(None, k): d.suggest(trial, param_name(None, k)) for k, d in spec.space.items()}
@@ -101,7 +104,7 @@ def split(objective: str, params: dict[str, Any]) -> TrialParams:
                        {k: v for k, v in params.items() if "." not in k and k != OBJECTIVE})
 
 
-def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
+def grid_points(spec: Space) -> list[dict[str, Any]]:
     """Every combination of a grid sweep, objective by objective, each exactly once."""
     points = []
     for objective in spec.objectives:
@@ -110,55 +113,3 @@ def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
         for combo in itertools.product(*axes.values()):
             points.append({OBJECTIVE: objective, **dict(zip(axes, combo))})
     return points
-
-
-def check_space(spec: SweepSpec, where: Where) -> None:
-    """Every searched name exists where it is searched, and every value of it makes a valid RunConfig."""
-    fields = RunConfig.model_fields
-    for key, dim in spec.space.items():
-        if key in SWEEP_OWNED:
-            raise where.fail(("space", key), "set by the sweep (list objectives under objectives:, their "
-                                             "parameters under objective_space:)")
-        if key not in fields:
-            raise where.fail(("space", key), "not a RunConfig field")
-        _check_values(spec, where.sub("space", key), spec.objectives[0], key, dim)
-    for objective, params in spec.objective_space.items():
-        if objective not in spec.objectives:
-            raise where.fail(("objective_space", objective), f"not one of the sweep's objectives {spec.objectives}")
-        known = _parameters(objective)
-        for key, dim in params.items():
-            if known is not None and key not in known:
-                listing = ", ".join(known) or "none"
-                raise where.fail(("objective_space", objective, key),
-                                 f"{objective} has no parameter {key!r} (its parameters: {listing})")
-            _check_values(spec, where.sub("objective_space", objective, key), objective, key, dim,
-                          objective_param=True)
-    if spec.sampler == "grid":
-        for keys, dim in _all_dimensions(spec):
-            if dim.values is None:
-                raise where.fail(keys, "the grid sampler needs values: [...]; ranges need sampler tpe, gp or random")
-
-
-def _all_dimensions(spec: SweepSpec) -> list[tuple[tuple, Dimension]]:
-    dims = [(("space", k), d) for k, d in spec.space.items()]
-    return dims + [(("objective_space", o, k), d) for o, ps in spec.objective_space.items() for k, d in ps.items()]
-
-
-def _parameters(objective: str) -> list[str] | None:
-    """The parameter names of a registered objective; None when another library validates them (trl:)."""
-    if objective.startswith("trl:"):
-        return None
-    from ..objectives import get_spec
-
-    return [name for name, _, _ in get_spec(objective).parameters()]
-
-
-def _check_values(spec: SweepSpec, where: Where, objective: str, key: str, dim: Dimension,
-                  objective_param: bool = False) -> None:
-    for value in dim.ends():
-        params, fields = ({key: value}, {}) if objective_param else ({}, {key: value})
-        try:
-            spec.run_config(objective, params, fields, spec.seeds[0])
-        except (ValidationError, ValueError) as err:
-            first = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
-            raise where.fail((), f"value {value!r} is invalid: {first.removeprefix('Value error, ')}") from None

@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import ConfigError, RunConfig, format_validation_error, load_yaml_mapping
-from .space import SWEEP_OWNED, Dimension, check_space
+from .space import SWEEP_OWNED, Dimension
 
 # Keys that do not change what a trial computes: they may differ between launches of one sweep.
 EXECUTION_KEYS = ("workers", "storage", "budget.minutes")
@@ -199,3 +199,55 @@ def check_base(spec: SweepSpec, where: Where, top: Where) -> None:
             if err.errors()[0]["loc"]:
                 raise where.error(err) from None
             raise top.fail(("objectives", i), err.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
+def check_space(spec: SweepSpec, where: Where) -> None:
+    """Every searched name exists where it is searched, and every value of it makes a valid RunConfig."""
+    fields = RunConfig.model_fields
+    for key, dim in spec.space.items():
+        if key in SWEEP_OWNED:
+            raise where.fail(("space", key), "set by the sweep (list objectives under objectives:, their "
+                                             "parameters under objective_space:)")
+        if key not in fields:
+            raise where.fail(("space", key), "not a RunConfig field")
+        _check_values(spec, where.sub("space", key), spec.objectives[0], key, dim)
+    for objective, params in spec.objective_space.items():
+        if objective not in spec.objectives:
+            raise where.fail(("objective_space", objective), f"not one of the sweep's objectives {spec.objectives}")
+        known = _parameters(objective)
+        for key, dim in params.items():
+            if known is not None and key not in known:
+                listing = ", ".join(known) or "none"
+                raise where.fail(("objective_space", objective, key),
+                                 f"{objective} has no parameter {key!r} (its parameters: {listing})")
+            _check_values(spec, where.sub("objective_space", objective, key), objective, key, dim,
+                          objective_param=True)
+    if spec.sampler == "grid":
+        for keys, dim in _all_dimensions(spec):
+            if dim.values is None:
+                raise where.fail(keys, "the grid sampler needs values: [...]; ranges need sampler tpe, gp or random")
+
+
+def _all_dimensions(spec: SweepSpec) -> list[tuple[tuple, Dimension]]:
+    dims = [(("space", k), d) for k, d in spec.space.items()]
+    return dims + [(("objective_space", o, k), d) for o, ps in spec.objective_space.items() for k, d in ps.items()]
+
+
+def _parameters(objective: str) -> list[str] | None:
+    """The parameter names of a registered objective; None when another library validates them (trl:)."""
+    if objective.startswith("trl:"):
+        return None
+    from ..objectives import get_spec
+
+    return [name for name, _, _ in get_spec(objective).parameters()]
+
+
+def _check_values(spec: SweepSpec, where: Where, objective: str, key: str, dim: Dimension,
+                  objective_param: bool = False) -> None:
+    for value in dim.ends():
+        params, fields = ({key: value}, {}) if objective_param else ({}, {key: value})
+        try:
+            spec.run_config(objective, params, fields, spec.seeds[0])
+        except (ValidationError, ValueError) as err:
+            first = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
+            raise where.fail((), f"value {value!r} is invalid: {first.removeprefix('Value error, ')}") from None

@@ -25,7 +25,7 @@ class Task(ABC):
     name: str = "task"
     alphabet: str = ""
     words: tuple[str, ...] = ()
-    # Overrides of the tiny policy's warm-start settings (tasks.policy.WARM_START) this task needs.
+    # Overrides of the tiny policy's warm-start settings (models.load.WARM_START) this task needs.
     warm_start: Mapping[str, float] = {}
     # Set by the runner when the policy's tokenizer has a chat template (tasks/chat.py): prompts then go to the
     # model as a user message, and a task may word and score them for a chat model.

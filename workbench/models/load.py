@@ -20,7 +20,7 @@ import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +32,6 @@ from transformers.utils.quantization_config import GgufConfig
 
 from ..config import ConfigError
 from ..staging import remove_stale, staging_folder
-from .base import Task
 
 # Loading a 1 MB model prints shard progress bars into every run's output otherwise.
 hf_logging.disable_progress_bar()
@@ -42,6 +41,18 @@ TINY_SHAPE = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads":
               "intermediate_size": 256, "max_position_embeddings": 64}
 WARM_START = {"seed": 0, "steps": 600, "batch_size": 64, "learning_rate": 3e-3}
 CACHE_VERSION = 1  # bump when the warm start changes in a way the key does not see
+
+
+class Task(Protocol):
+    """What loading reads of a task (``workbench.tasks.Task`` has it): its vocabulary and teacher for the tiny
+    policy's warm start. A protocol, so that models sit below tasks and the rollout engine can use them."""
+
+    name: str
+    alphabet: str
+    words: Sequence[str]
+    warm_start: dict[str, Any]
+
+    def teacher(self, rng: random.Random) -> tuple[str, str]: ...
 
 
 def char_tokenizer(alphabet: str, words: Sequence[str] = ()) -> PreTrainedTokenizerFast:

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
+from workbench.sweeps import optuna_private as private
 from workbench.sweeps.spec import load_sweep
 from workbench.sweeps.space import grid_points
 from workbench.sweeps.store import make_storage, open_study, sweep_folder
@@ -36,12 +37,12 @@ def test_a_claimed_trial_beats_into_trial_heartbeats(tmp_path, postgres_url, mon
     folder = sweep_folder("beating", tmp_path / "sweeps")
     prepare(load_sweep(path), folder, postgres_url, force_new=False)
     study = optuna.load_study(study_name="beating", storage=make_storage(folder, postgres_url))
-    assert not isinstance(study._storage, optuna.storages.RDBStorage)  # what Optuna hands back: a cache around it
+    assert not isinstance(private.storage(study), optuna.storages.RDBStorage)  # what Optuna hands back: a cache around it
     before = heartbeat_rows(postgres_url)
     trial = claim(study, bounded=True)
     with heartbeat(study, trial):
         assert heartbeat_rows(postgres_url) == before + 1
-    assert study._storage._get_stale_trial_ids(study._study_id) == []  # beating: not stale
+    assert private.stale_trial_ids(private.storage(study), private.study_id(study)) == []  # beating: not stale
 
 
 @pytest.mark.slow

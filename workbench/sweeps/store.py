@@ -97,9 +97,17 @@ class RepairingJournal(optuna.storages.journal.JournalFileBackend):
     process is writing; an entry lost this way was never acknowledged to its writer.
     """
 
+    def __init__(self, file_path: str) -> None:
+        # Optuna's default lock, built here so that its public acquire/release serve the check below.
+        self.path, self.lock = Path(file_path), optuna.storages.journal.JournalFileSymlinkLock(file_path)
+        super().__init__(file_path, lock_obj=self.lock)
+
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        with optuna.storages.journal._file.get_lock_file(self._lock):
-            drop_cut_line(Path(self._file_path))
+        self.lock.acquire()
+        try:
+            drop_cut_line(self.path)
+        finally:
+            self.lock.release()
         super().append_logs(logs)
 
 

@@ -25,11 +25,11 @@ from typing import Any
 
 import optuna
 import psutil
-from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
 from ..config import ConfigError
 from ..tracking import write_json_atomic
+from . import optuna_private as private
 from .space import grid_points
 from .spec import SweepSpec, changed_keys
 from .store import JOURNAL, META, MAX_RETRY, check_storage, host_name, make_storage, redact
@@ -95,9 +95,9 @@ def archive(name: str, folder: Path, url: str | None, study: optuna.Study | None
         shutil.move(str(folder), str(target))
     if url and study is not None:
         target.mkdir(parents=True, exist_ok=True)
-        optuna.copy_study(from_study_name=name, from_storage=study._storage,
+        optuna.copy_study(from_study_name=name, from_storage=private.storage(study),
                           to_storage=make_storage(target, None), to_study_name=name)
-        optuna.delete_study(study_name=name, storage=study._storage)
+        optuna.delete_study(study_name=name, storage=private.storage(study))
     return target
 
 
@@ -140,10 +140,10 @@ def _owner_alive(record: dict[str, Any]) -> bool:
 
 def claim(study: optuna.Study, bounded: bool) -> optuna.Trial | None:
     """The next WAITING trial, now RUNNING and owned by this process; None when the budget is spent."""
-    storage, study_id = study._storage, study._study_id
+    storage, study_id = private.storage(study), private.study_id(study)
     optuna.storages.fail_stale_trials(study)  # heartbeat storages: trials of dead machines → re-queued
     for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        trial_id = waiting._trial_id
+        trial_id = private.trial_id(waiting)
         try:
             if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
                 break
@@ -153,7 +153,7 @@ def claim(study: optuna.Study, bounded: bool) -> optuna.Trial | None:
         if bounded:
             return None
         trial_id = storage.create_new_trial(study_id)
-    if is_heartbeat_enabled(storage):  # at once: a machine dying before its beat thread starts is still seen
+    if private.heartbeat_enabled(storage):  # at once: a machine dying before its beat thread starts is still seen
         storage.record_heartbeat(trial_id)
     storage.set_trial_system_attr(trial_id, OWNER, owner())
     return optuna.Trial(study, trial_id)
@@ -162,8 +162,9 @@ def claim(study: optuna.Study, bounded: bool) -> optuna.Trial | None:
 def awaiting(study: optuna.Study) -> bool:
     """Whether RUNNING trials may still finish or come back as WAITING: with heartbeats any of them (a dead
     machine's trial goes stale), else this host's trials whose owner lives or that a requeue will catch."""
-    running = study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
-    if is_heartbeat_enabled(study._storage):
+    storage = private.storage(study)
+    running = storage.get_all_trials(private.study_id(study), deepcopy=False, states=(TrialState.RUNNING,))
+    if private.heartbeat_enabled(storage):
         return bool(running)
     here = [t.system_attrs.get(OWNER) for t in running]
     return any(record is not None and record["host"] == host_name() for record in here)
@@ -172,7 +173,7 @@ def awaiting(study: optuna.Study) -> bool:
 def requeue_interrupted(study: optuna.Study) -> list[int]:
     """Fail and re-queue this host's RUNNING trials whose process is gone; their numbers."""
     host, now, retry = host_name(), time.time(), optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY)
-    storage, requeued = study._storage, []
+    storage, requeued = private.storage(study), []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         record = trial.system_attrs.get(OWNER)
         if record is None:
@@ -181,13 +182,13 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
                 continue
         elif record["host"] != host or _owner_alive(record):
             continue
-        storage.set_trial_user_attr(trial._trial_id, "failure", "interrupted: its worker process died; re-run")
+        storage.set_trial_user_attr(private.trial_id(trial), "failure", "interrupted: its worker process died; re-run")
         try:
-            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            if not storage.set_trial_state_values(private.trial_id(trial), state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:  # another launch re-queued it first
             continue
-        failed = storage.get_trial(trial._trial_id)
+        failed = storage.get_trial(private.trial_id(trial))
         failed.user_attrs = {}  # the re-run starts clean: no "failure" carried over
         retry(study, failed)
         requeued.append(trial.number)

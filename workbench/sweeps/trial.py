@@ -21,12 +21,12 @@ from typing import Any, Iterator
 
 import numpy as np
 import optuna
-from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 from scipy.stats import trim_mean
 
 from ..config import ConfigError, machine_error
 from ..runner import RunStopped, prepare_run, train
+from . import optuna_private as private
 from .space import suggest
 from .spec import SweepSpec
 from .store import host_name
@@ -49,7 +49,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, folder:
     """Run the trial's seeds and tell the study; never raises for a run that goes wrong."""
     attrs: dict[str, Any] = {"seeds": spec.seeds, "aggregate": spec.aggregate, "run_dirs": {}, "seed_values": {},
                              "host": host_name()}
-    history = study._storage.get_trial(trial._trial_id).system_attrs.get("retry_history")
+    history = private.storage(study).get_trial(private.trial_id(trial)).system_attrs.get("retry_history")
     if history:  # set by RetryHeartbeatStaleTrialCallback on a re-queued trial
         attrs["retry_of"] = history[-1]
     try:
@@ -85,7 +85,7 @@ def _requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     """Fail the trial as interrupted and queue a re-run of its parameters (no retry limit: not its fault)."""
     trial.set_user_attr("failure", reason)
     study.tell(trial, state=TrialState.FAIL)
-    failed = study._storage.get_trial(trial._trial_id)
+    failed = private.storage(study).get_trial(private.trial_id(trial))
     failed.user_attrs = {}  # the re-run starts clean
     optuna.storages.RetryHeartbeatStaleTrialCallback(None)(study, failed)
 
@@ -135,8 +135,8 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     The test is Optuna's own: ``optuna.load_study`` hands back a database storage wrapped in a cache
     (``_CachedStorage``), which beats through to the database but is no ``RDBStorage``.
     """
-    storage = study._storage
-    if not is_heartbeat_enabled(storage):
+    storage = private.storage(study)
+    if not private.heartbeat_enabled(storage):
         yield
         return
     interval = storage.get_heartbeat_interval()
@@ -144,7 +144,7 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
 
     def beat() -> None:
         while True:
-            storage.record_heartbeat(trial._trial_id)
+            storage.record_heartbeat(private.trial_id(trial))
             if stop.wait(interval):
                 return
 

@@ -49,14 +49,14 @@ def test_trl_inputs_and_logprob_helper_are_what_the_trainer_expects(tmp_path, mo
     assert aux is None
 
 
-def test_token_profile_on_hand_built_behaviour_probabilities():
-    from workbench.trainer import token_profile
+def test_behaviour_profile_on_hand_built_behaviour_probabilities():
+    from workbench.trainer import behaviour_profile
 
     mu = torch.tensor([[0.5, 0.05, 0.005, 0.9], [0.2, 0.001, 0.08, 0.3]])
     valid = torch.tensor([[True, True, True, False], [True, True, True, True]])
-    profile = token_profile(mu.log(), valid)
+    profile = behaviour_profile(mu.log(), valid)
     # valid μ: 0.5, 0.05, 0.005, 0.2, 0.001, 0.08, 0.3 → 4 below 0.1, 2 below 0.01, median 0.08
     assert profile["behaviour/frac_rare"] == pytest.approx(4 / 7)
     assert profile["behaviour/frac_very_rare"] == pytest.approx(2 / 7)
     assert profile["behaviour/median_prob"] == pytest.approx(0.08)
-    assert token_profile(mu.log(), torch.zeros_like(valid)) == {}
+    assert behaviour_profile(mu.log(), torch.zeros_like(valid)) == {}

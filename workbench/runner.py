@@ -69,8 +69,7 @@ def prepare_run(cfg: RunConfig, run_dir: Path | None = None, wandb_group: str | 
         raise ConfigError("beta: TRL loads the reference model from a folder and cannot read a GGUF file; "
                           "add lora (the base under the adapter is the reference) or set beta to 0")
     objective = None if cfg.objective.startswith("trl:") else get_objective(cfg.objective, **cfg.objective_params)
-    if objective is None:
-        _grpo_args(cfg, Path("unused"))  # TRL validates its own loss parameters
+    check_trl_arguments(cfg)
     name = cfg.name or f"{cfg.objective.replace(':', '-')}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.output_dir) / name
     run_dir, taken = main_then_share(lambda: (run_dir, (run_dir / "summary.json").exists()))
@@ -80,6 +79,15 @@ def prepare_run(cfg: RunConfig, run_dir: Path | None = None, wandb_group: str | 
     model, tokenizer = main_first(lambda: load_policy(cfg.model, cfg.lora, task, seed=cfg.seed))
     use_chat(task, tokenizer)  # a chat model gets its prompts through its chat template
     return PreparedRun(cfg, run_dir, task, objective, model, tokenizer, wandb_group, wandb_name or name)
+
+
+def check_trl_arguments(cfg: RunConfig) -> None:
+    """Raise ConfigError when TRL refuses the GRPOConfig a run would build (a ``trl:`` loss's parameters above all).
+
+    TRL validates its arguments only in GRPOConfig's constructor and offers no separate validator, so the config is
+    built once here, before any folder exists (the constructor creates nothing).
+    """
+    _grpo_args(cfg, Path(cfg.output_dir))
 
 
 def _grpo_args(cfg: RunConfig, run_dir: Path) -> GRPOConfig:
@@ -208,6 +216,7 @@ def train(run: PreparedRun, progress: bool = False,
                 histogram_every=cfg.tracking.histogram_every,
                 histogram_bins=cfg.tracking.histogram_bins,
                 objective_seed=cfg.seed,
+                top_k_store=engine.top_k_store,
                 callbacks=[eval_cb],
             )
             eval_cb.trainer = trainer

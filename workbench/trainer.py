@@ -10,6 +10,7 @@ the inputs it hands ``_compute_loss``.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 from collections import defaultdict
@@ -20,12 +21,16 @@ import torch
 
 # rollout_func is experimental in TRL; the pin and tests/test_trainer.py guard it, so its notice is noise.
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-from trl import GRPOTrainer  # noqa: E402
+# Importing GRPOTrainer imports transformers' W&B integration, which prints "[INFO] Running in WANDB offline mode"
+# to stdout under WANDB_MODE=offline, before every message of every command that trains. This import is the only
+# one in the package that loads that module (transformers offers no switch for the print), so it is silenced here.
+with contextlib.redirect_stdout(io.StringIO()):
+    from trl import GRPOTrainer  # noqa: E402
 
 from .objectives import Objective
-from .objectives.common import masked_mean
+from .objectives.common import masked_mean, shift_metrics
 from .ranks import combine_token_metrics, gather_arrays, gather_values
-from .topk import capture_hidden, top_k_inputs
+from .topk import TopKStore, capture_hidden, top_k_inputs
 
 # What `_compute_loss` reads from TRL's inputs; a TRL release that renames any of them fails here.
 REQUIRED_INPUTS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages",
@@ -41,19 +46,19 @@ HISTOGRAMS = ("grad_weight/all", "grad_weight/pos_adv", "grad_weight/neg_adv", "
               "shift/signed", "entropy/tokens", "behaviour/log10_prob")
 
 # The token regime (DESIGN.md): ratio clips and divergence trust regions disagree only on rare tokens.
-RARE, VERY_RARE = 0.1, 0.01
+RARE_PROB, VERY_RARE_PROB = 0.1, 0.01
 # log10 μ on fixed bins, so token profiles compare bin by bin across runs; rarer tokens land in the first bin.
 LOG10_PROB_RANGE = (-6.0, 0.0)
 
 
-def token_profile(behaviour_logp: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
+def behaviour_profile(behaviour_logp: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
     """behaviour/*: how rare the sampled tokens were under the sampler (fractions below 0.1, 0.01; median μ)."""
     mu = behaviour_logp.float()[valid].exp()
     if mu.numel() == 0:
         return {}
     return {
-        "behaviour/frac_rare": float((mu < RARE).float().mean()),
-        "behaviour/frac_very_rare": float((mu < VERY_RARE).float().mean()),
+        "behaviour/frac_rare": float((mu < RARE_PROB).float().mean()),
+        "behaviour/frac_very_rare": float((mu < VERY_RARE_PROB).float().mean()),
         "behaviour/median_prob": float(mu.quantile(0.5)),
     }
 
@@ -63,12 +68,14 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
 
     Extra arguments: ``objective``, ``aggregation`` (token_mean | sequence_mean | fixed_horizon),
     ``recorder`` (a RunRecorder receiving every logged step), ``histogram_every``/``histogram_bins``,
-    ``objective_seed`` (the generator of objectives that sample, e.g. Clip-Cov).
+    ``objective_seed`` (the generator of objectives that sample, e.g. Clip-Cov), ``top_k_store`` (the rollout
+    engine's store of the sampler's top-K, which the top-K objectives read: TRL passes no extra rollout field
+    to the loss).
     """
 
     def __init__(self, *args: Any, objective: Objective | None, aggregation: str = "token_mean",
                  recorder: Any = None, histogram_every: int = 5, histogram_bins: int = 41,
-                 objective_seed: int = 0, **kwargs: Any):
+                 objective_seed: int = 0, top_k_store: TopKStore | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.aggregation = aggregation
@@ -76,6 +83,7 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         self.histogram_every = histogram_every
         self.histogram_bins = histogram_bins
         self.objective_generator = torch.Generator().manual_seed(objective_seed)
+        self.top_k_store = top_k_store
         self.extra_scalars: dict[str, float] = {}  # e.g. eval metrics, merged into the next log line
         self.max_off_policy = 0.0  # 0 at the end of a run: r ≡ 1 on every token, flagged zero_shift
         self._hist: dict[str, list[np.ndarray]] = defaultdict(list)
@@ -102,7 +110,7 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             self._record_step(mode, logp, behaviour_logp, inputs["advantages"], mask, entropies, {})
             return loss
 
-        store = getattr(self.rollout_func, "top_k_store", None) if self.objective.spec.uses_top_k else None
+        store = self.top_k_store if self.objective.spec.uses_top_k else None
         if self.objective.spec.uses_top_k and store is None:
             raise RuntimeError(f"objective {self.objective.name!r} needs the rollout engine's top-K "
                                "(rollout_top_k > 0)")
@@ -173,25 +181,22 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
                      mask: torch.Tensor, entropies: torch.Tensor, objective_metrics: dict[str, float]) -> None:
         m = mask.float()
         shift = (logp.float().exp() - behaviour_logp.float().exp())
-        tv = shift.abs()
         valid = m > 0
         metrics = {
+            **objective_metrics,  # the family's frac/*; the shared names below are the trainer's alone
             "entropy/mean": float(masked_mean(entropies.float(), m)),
-            "tv/mean": float(masked_mean(tv, m)),
-            "tv/max": float(tv[valid].max()) if valid.any() else 0.0,
-            "ratio/mean": float(masked_mean((logp.float() - behaviour_logp.float()).exp(), m)),
+            **shift_metrics(logp, behaviour_logp, m),
             "frac/off_policy": float(masked_mean(((logp.float() - behaviour_logp.float()).abs() > OFF_POLICY_TOL)
                                                  .float(), m)),
-            **objective_metrics,
         }
         if self.accelerator.num_processes > 1:
             # Every rank's tokens, so that N processes log what one process logs for the same global batch
             # (the median needs every rank's values, not a mean of medians).
             metrics = combine_token_metrics(metrics, int(valid.sum()))
             sampled = gather_values(behaviour_logp.float()[valid])
-            metrics.update(token_profile(sampled, torch.ones_like(sampled, dtype=torch.bool)))
+            metrics.update(behaviour_profile(sampled, torch.ones_like(sampled, dtype=torch.bool)))
         else:
-            metrics.update(token_profile(behaviour_logp, valid))
+            metrics.update(behaviour_profile(behaviour_logp, valid))
         for key, value in metrics.items():
             self._metrics[mode][key].append(value)
         self.max_off_policy = max(self.max_off_policy, metrics["frac/off_policy"])

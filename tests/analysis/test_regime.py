@@ -32,7 +32,7 @@ def root(tmp_path_factory):
 
 def test_profile_table_averages_the_first_and_last_tenth(root):
     sweep = make(root, "longtail", rare=0.3)
-    profile = regime.token_profile(sweep)
+    profile = regime.sweep_profile(sweep)
     assert profile.runs == 6 and profile.unlogged == 0
     assert list(profile.table.index) == ["drpo", "grpo"] and (profile.table["runs"] == 3).all()
     # First tenth of 20 steps = steps 1–2, last = 19–20, each run's mean, then the mean over runs.

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from workbench.objectives import available_objectives, get_objective
+from workbench.objectives.common import shift_metrics
 
 SHIFT_METRICS = {"tv/mean", "tv/max", "ratio/mean"}
 FAMILY_METRICS = {
@@ -75,15 +76,23 @@ def test_masked_tokens_contribute_nothing(name):
 def test_metrics_present_and_in_range(name):
     logp, behaviour_logp, advantages, mask = batch(seed=2)
     out, _ = run(name, logp, behaviour_logp, advantages, mask)
-    expected = SHIFT_METRICS | FAMILY_METRICS.get(name, set())
+    expected = FAMILY_METRICS.get(name, set())
     assert expected <= set(out.metrics), f"missing {expected - set(out.metrics)}"
+    # The shared shift is the trainer's to measure, once: an objective reporting it would overwrite it.
+    assert not SHIFT_METRICS & set(out.metrics)
     assert all(isinstance(v, float) for v in out.metrics.values())
     assert all(0.0 <= v <= 1.0 for k, v in out.metrics.items() if k.startswith("frac/"))
+
+
+def test_shift_metrics_on_a_ragged_batch():
+    logp, behaviour_logp, _, mask = batch(seed=2)
+    metrics = shift_metrics(logp, behaviour_logp, mask)
     valid = mask.bool()
     tv = (logp.exp() - behaviour_logp.exp()).abs()[valid]
-    assert out.metrics["tv/mean"] == pytest.approx(float(tv.mean()), rel=1e-5)
-    assert out.metrics["tv/max"] == pytest.approx(float(tv.max()), rel=1e-5)
-    assert out.metrics["ratio/mean"] == pytest.approx(float((logp - behaviour_logp).exp()[valid].mean()), rel=1e-5)
+    assert set(metrics) == SHIFT_METRICS
+    assert metrics["tv/mean"] == pytest.approx(float(tv.mean()), rel=1e-5)
+    assert metrics["tv/max"] == pytest.approx(float(tv.max()), rel=1e-5)
+    assert metrics["ratio/mean"] == pytest.approx(float((logp - behaviour_logp).exp()[valid].mean()), rel=1e-5)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -15,7 +15,7 @@ import pandas as pd
 from .load import Sweep
 
 PROFILE = ("behaviour/frac_rare", "behaviour/frac_very_rare", "behaviour/median_prob")
-RARE = "behaviour/frac_rare"
+FRAC_RARE = "behaviour/frac_rare"
 FEW_RARE = 0.10  # below this fraction of sampled tokens with μ < 0.1, the summary warns
 
 
@@ -27,14 +27,14 @@ class TokenProfile:
     unlogged: int  # finished runs that did not (recorded before the profile existed)
 
 
-def token_profile(sweep: Sweep) -> TokenProfile | None:
+def sweep_profile(sweep: Sweep) -> TokenProfile | None:
     """Each metric averaged over the first and the last tenth of each finished run's training steps,
     then over the runs of each objective; None when no finished run logged the profile."""
     steps = sweep.steps
     finished = set(sweep.finished["run"])
-    if RARE not in steps or not finished:
+    if FRAC_RARE not in steps or not finished:
         return None
-    rows = steps[steps["run"].isin(finished) & (steps["step"] > 0)].dropna(subset=[RARE])
+    rows = steps[steps["run"].isin(finished) & (steps["step"] > 0)].dropna(subset=[FRAC_RARE])
     if rows.empty:
         return None
     last = rows.groupby("run")["step"].transform("max")
@@ -44,7 +44,7 @@ def token_profile(sweep: Sweep) -> TokenProfile | None:
     table = pd.concat([rows.groupby("objective")["run"].nunique().rename("runs"),
                        *(_per_objective(frame, columns).add_suffix(f" {part}") for part, frame in parts.items())],
                       axis=1)
-    frac_rare = float(rows.groupby("run")[RARE].mean().mean())
+    frac_rare = float(rows.groupby("run")[FRAC_RARE].mean().mean())
     logged = rows["run"].nunique()
     return TokenProfile(table, frac_rare, logged, len(finished) - logged)
 

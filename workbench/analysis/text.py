@@ -139,7 +139,7 @@ def summary(sweep: Sweep, comparison: Comparison) -> list[Block]:
     scope = (f"From the local run store at `{sweep.folder}`: {len(sweep.trials)} trials, {len(sweep.runs)} runs, "
              f"{len(finished)} finished. Metric: {sweep.metric} at the final evaluation. An arm is one objective "
              "with one parameter setting; curves show each objective's best arm.")
-    optional = (few_seeds_sentence(comparison), regime.warning(regime.token_profile(sweep)))
+    optional = (few_seeds_sentence(comparison), regime.warning(regime.sweep_profile(sweep)))
     items = [headline(sweep, comparison), *filter(None, optional), flagged_sentence(comparison, len(sweep.runs)),
              *comparison.notes]
     return [Heading("Summary"), Bullets(tuple(items)), Paragraph(scope), Paragraph(f"**Methods.** {METHODS}")]
@@ -163,7 +163,7 @@ def tables(sweep: Sweep, comparison: Comparison) -> list[Block]:
             ("objective", "arm", "points", "a", "b", "predicted ceiling at H = 0 (b − a)", "R²"),
             tuple((o, arm, str(f.points), f"{f.a:.4g}", f"{f.b:.4g}", _num(f.ceiling), f"{f.r2:.2f}")
                   for o, arm, f in fits))]
-    return blocks + token_regime(regime.token_profile(sweep))
+    return blocks + token_regime(regime.sweep_profile(sweep))
 
 
 def token_regime(profile: regime.TokenProfile | None) -> list[Block]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .common import log_ratio, masked_fraction, shift_metrics
+from .common import log_ratio, masked_fraction
 from .registry import ObjectiveOutput, ObjectiveParams, register_objective
 
 
@@ -30,6 +30,6 @@ def cispo(logp, behaviour_logp, advantages, mask, params: CISPOParams, generator
         ratio = log_ratio(logp, behaviour_logp).exp()
         low = None if params.epsilon_low is None else 1 - params.epsilon_low
         weight = ratio.clamp(min=low, max=1 + params.epsilon_high)
-    metrics = shift_metrics(logp, behaviour_logp, mask)
+    metrics: dict[str, float] = {}
     metrics["frac/clipped"] = masked_fraction(weight != ratio, mask)
     return ObjectiveOutput(-weight * advantages * logp * mask, metrics)

@@ -20,7 +20,7 @@ import math
 import torch
 from pydantic import Field, model_validator
 
-from .common import log_ratio, masked_fraction, masked_mean, ppo_clip, shift_metrics
+from .common import log_ratio, masked_fraction, masked_mean, ppo_clip
 from .registry import ObjectiveOutput, ObjectiveParams, register_objective
 
 
@@ -67,7 +67,7 @@ def clip_cov(logp, behaviour_logp, advantages, mask, params: ClipCovParams, gene
     detached = torch.zeros_like(eligible)
     detached.view(-1)[candidates[order[: selected_count(params.clip_ratio, mask)]]] = True
     objective = torch.where(detached, objective.detach(), objective)
-    metrics = shift_metrics(logp, behaviour_logp, mask)
+    metrics: dict[str, float] = {}
     metrics["frac/clipped"] = masked_fraction(is_clipped, mask)
     metrics["frac/masked"] = masked_fraction(detached, mask)
     return ObjectiveOutput(-objective * mask, metrics)
@@ -81,4 +81,4 @@ def kl_cov(logp, behaviour_logp, advantages, mask, params: KLCovParams, generato
     penalised = torch.zeros_like(cov, dtype=torch.bool)
     penalised.view(-1)[cov.flatten().topk(selected_count(params.ratio, mask)).indices] = True
     objective = log_r.exp() * advantages - params.beta * log_r.abs() * penalised
-    return ObjectiveOutput(-objective * mask, shift_metrics(logp, behaviour_logp, mask))
+    return ObjectiveOutput(-objective * mask)

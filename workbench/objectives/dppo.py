@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .common import TrustRegionAgainst, log_ratio, masked_fraction, shift_metrics, trust_region_reference
+from .common import TrustRegionAgainst, log_ratio, masked_fraction, trust_region_reference
 from .registry import ObjectiveOutput, ObjectiveParams, register_objective
 
 CLIP_C_HELP = "truncation C of the stop-gradient importance weight min(r, C)"
@@ -66,7 +66,7 @@ def _dppo(logp, behaviour_logp, reference, advantages, mask, outside: torch.Tens
         dropped = outside & (advantages * (logp - reference) > 0)
         # The whole gradient weight g = min(r, C)·M·A is a constant: the loss is linear in log π.
         grad_weight = log_r.exp_().clamp_(max=clip_c).masked_fill_(dropped, 0.0) * advantages * mask
-    metrics = shift_metrics(logp, behaviour_logp, mask)
+    metrics: dict[str, float] = {}
     metrics["frac/masked"] = masked_fraction(dropped, mask)
     return ObjectiveOutput(-grad_weight * logp, metrics)
 

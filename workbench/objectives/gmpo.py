@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .common import log_ratio, masked_fraction, sequence_mean, shift_metrics, token_handle
+from .common import log_ratio, masked_fraction, sequence_mean, token_handle
 from .registry import ObjectiveOutput, ObjectiveParams, register_objective
 
 
@@ -35,6 +35,6 @@ def gmpo(logp, behaviour_logp, advantages, mask, params: GMPOParams, generator=N
         is_clipped = sign * clipped_log_r < sign * log_r
         seq_ratio = sequence_mean(torch.where(is_clipped, clipped_log_r, log_r) * sign.abs(), mask).exp()
     handle = torch.where(is_clipped, torch.ones_like(logp), token_handle(logp))
-    metrics = shift_metrics(logp, behaviour_logp, mask)
+    metrics: dict[str, float] = {}
     metrics["frac/clipped"] = masked_fraction(is_clipped, mask)
     return ObjectiveOutput(-advantages * seq_ratio * handle * mask, metrics)

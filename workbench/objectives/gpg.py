@@ -10,11 +10,10 @@ Chu et al., GPG: A Simple and Strong Reinforcement Learning Baseline for Model R
 
 from __future__ import annotations
 
-from .common import shift_metrics
 from .registry import ObjectiveOutput, register_objective
 
 
 @register_objective("gpg", paper="arXiv 2504.02546")
 def gpg(logp, behaviour_logp, advantages, mask, params, generator=None) -> ObjectiveOutput:
     """REINFORCE A·log π, with no importance weight and no trust region."""
-    return ObjectiveOutput(-advantages * logp * mask, shift_metrics(logp, behaviour_logp, mask))
+    return ObjectiveOutput(-advantages * logp * mask)

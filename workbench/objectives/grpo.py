@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .common import TrustRegionAgainst, log_ratio, masked_fraction, ppo_clip, shift_metrics, trust_region_reference
+from .common import TrustRegionAgainst, log_ratio, masked_fraction, ppo_clip, trust_region_reference
 from .registry import ObjectiveOutput, ObjectiveParams, register_objective
 
 
@@ -34,7 +34,7 @@ def grpo(logp, behaviour_logp, advantages, mask, params: GRPOParams, generator=N
     reference = trust_region_reference(behaviour_logp, old_logp, params.trust_region_against)
     ratio = log_ratio(logp, reference).exp()
     objective, is_clipped = ppo_clip(ratio, advantages, params.epsilon_low, params.epsilon_high)
-    metrics = shift_metrics(logp, behaviour_logp, mask)
+    metrics: dict[str, float] = {}
     if params.clip_ratio_c is not None:
         # −J is capped at −c·A for A < 0: the unclipped branch r·A wins the min there, so r > c is enough.
         dual = (advantages < 0) & (ratio.detach() > params.clip_ratio_c)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .common import log_ratio, masked_fraction, ppo_clip, sequence_mean, shift_metrics, token_handle
+from .common import log_ratio, masked_fraction, ppo_clip, sequence_mean, token_handle
 from .registry import ObjectiveOutput, ObjectiveParams, register_objective
 
 
@@ -31,6 +31,6 @@ def gspo(logp, behaviour_logp, advantages, mask, params: GSPOParams, generator=N
         seq_ratio = sequence_mean(log_ratio(logp, behaviour_logp), mask).exp()
     objective, is_clipped = ppo_clip(seq_ratio * token_handle(logp), advantages, params.epsilon_low,
                                      params.epsilon_high)
-    metrics = shift_metrics(logp, behaviour_logp, mask)
+    metrics: dict[str, float] = {}
     metrics["frac/clipped"] = masked_fraction(is_clipped, mask)
     return ObjectiveOutput(-objective * mask, metrics)

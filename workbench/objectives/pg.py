@@ -7,7 +7,7 @@ Off-policy REINFORCE with per-token importance weights (PG-IS in arXiv 2602.0487
 
 from __future__ import annotations
 
-from .common import log_ratio, shift_metrics
+from .common import log_ratio
 from .registry import ObjectiveOutput, register_objective
 
 
@@ -15,4 +15,4 @@ from .registry import ObjectiveOutput, register_objective
 def pg(logp, behaviour_logp, advantages, mask, params, generator=None) -> ObjectiveOutput:
     """Importance-weighted policy gradient r·A, with no trust region at all."""
     ratio = log_ratio(logp, behaviour_logp).exp()
-    return ObjectiveOutput(-ratio * advantages * mask, shift_metrics(logp, behaviour_logp, mask))
+    return ObjectiveOutput(-ratio * advantages * mask)

@@ -42,8 +42,8 @@ class ObjectiveOutput:
     """What every objective returns.
 
     per_token_loss: (B, T), zero where mask is 0, differentiable w.r.t. ``logp``; loss = −J_t.
-    metrics: scalar diagnostics over valid tokens (``tv/mean``, ``tv/max``, ``ratio/mean`` and the
-    ``frac/*`` that apply to this family).
+    metrics: the family's own scalar diagnostics over valid tokens (the ``frac/*`` that apply to it); the
+    shift every objective shares (``tv/*``, ``ratio/mean``) is measured once, by the trainer.
     """
 
     per_token_loss: torch.Tensor

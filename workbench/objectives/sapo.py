@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .common import log_ratio, shift_metrics
+from .common import log_ratio
 from .registry import ObjectiveOutput, ObjectiveParams, register_objective
 
 
@@ -29,4 +29,4 @@ def sapo(logp, behaviour_logp, advantages, mask, params: SAPOParams, generator=N
     ratio = log_ratio(logp, behaviour_logp).exp()
     tau = torch.where(advantages > 0, params.temperature_pos, params.temperature_neg)
     objective = torch.sigmoid(tau * (ratio - 1)) * 4 / tau * advantages
-    return ObjectiveOutput(-objective * mask, shift_metrics(logp, behaviour_logp, mask))
+    return ObjectiveOutput(-objective * mask)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
-from .common import negative_weight_fraction, shift_metrics
+from .common import negative_weight_fraction
 from .registry import ObjectiveOutput
 
 # The parameter type DRPO and SPO declare: `advantage_weight: AdvantageWeight = "abs"`.
@@ -39,7 +39,7 @@ def regularised_ratio(
     """
     weight = advantage_weight(advantages, mode)
     objective = ratio * advantages - weight / (2 * size) * shift * (ratio - 1)
-    metrics = shift_metrics(logp, behaviour_logp, mask)
+    metrics: dict[str, float] = {}
     # g/r has the sign of g.
     metrics["frac/negative_weight"] = negative_weight_fraction(advantages - weight * shift.detach() / size,
                                                                advantages, mask)

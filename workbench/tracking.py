@@ -5,7 +5,8 @@ A run folder holds
     config.json        the RunConfig, as validated
     scalars.jsonl      one line per logged step: {"step", "wall_time", <metric>: value, ...}
     histograms.jsonl   one line per histogram: {"step", "name", "edges": [...], "counts": [...]}
-    summary.json       status, seed, versions, wall time, base and final eval, flags, W&B run path
+    summary.json       status, seed, versions, machine (CPU, kernels, threads), wall time, base and final eval,
+                       flags, W&B run path
 
 Lines are appended and flushed as they are produced and summary.json is replaced atomically, so a
 killed run keeps everything it logged; reports read this folder, never W&B's servers.
@@ -17,6 +18,7 @@ import json
 import netrc
 import os
 import platform
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,40 @@ def versions() -> dict[str, str]:
     }
 
 
+def machine() -> dict[str, Any]:
+    """The machine a run computed on, which decides whether two runs' floats can agree: the same code and seed
+    give the same numbers only on the same CPU kernels (instruction set torch dispatches to, math libraries)
+    and thread count; anywhere else a run is a fresh draw."""
+    import torch
+
+    config = torch.__config__.show()
+
+    def found(pattern: str) -> str | None:
+        match = re.search(pattern, config)
+        return match.group(1) if match else None
+
+    return {
+        "cpu": _cpu_model(),
+        "machine": platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "mkl": found(r"Math Kernel Library Version ([0-9.]+)") if torch.backends.mkl.is_available() else None,
+        "onednn": found(r"MKL-DNN v([^\s]+)") if torch.backends.mkldnn.is_available() else None,
+    }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 class RunRecorder:
     """Appends a run's scalars and histograms to its folder and mirrors them to W&B."""
 
@@ -81,6 +117,7 @@ class RunRecorder:
             "seed": config.get("seed"),
             "objective": config.get("objective"),
             "versions": versions(),
+            "machine": machine(),
             "started": self.started,
             "flags": [],
             "wandb": _wandb_location(wandb_run),

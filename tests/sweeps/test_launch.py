@@ -48,7 +48,8 @@ def test_grid_runs_every_combination_once_with_its_seeds_and_groups_wandb(tmp_pa
         for seed, rel in attrs["run_dirs"].items():
             record = load_run(folder / rel)
             assert record.config["seed"] == int(seed) and record.config["objective"] == attrs["objective"]
-            assert record.summary["eval"]["eval/accuracy"] == attrs["seed_values"][seed]
+            assert spec.metric == "eval/p_correct"  # the tiny policy on an enumerable task: the exact metric
+            assert record.summary["eval"][spec.metric] == attrs["seed_values"][seed]
     run = next(r.run for r in wandb_files.records(wandb_files.run_file(folder / trials[1].user_attrs["run_dirs"]["5"]))
                if r.WhichOneof("record_type") == "run")
     assert run.run_group == "grid" and run.display_name == "grid-trial1-seed5"

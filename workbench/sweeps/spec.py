@@ -51,7 +51,12 @@ class SweepSpec(BaseModel):
     objective_space: dict[str, dict[str, Dimension]] = Field(
         default_factory=dict, description="objective parameters searched, per objective")
     seeds: list[int] = Field(..., min_length=1, description="seeds every trial runs")
-    metric: str = Field("eval/accuracy", description="final eval metric a seed contributes (maximised)")
+    metric: str | None = Field(None, description="final eval metric a seed contributes (maximised); default "
+                                                 "eval/p_correct where the task provides it, else eval/accuracy")
+    baseline: str | None = Field(None, description="the arm the report compares every other arm with: an "
+                                                   "objective with one arm, or a setting such as 'drpo delta=0.15'")
+    equivalence_margin: float = Field(0.02, gt=0, description="a difference within ± this is 'matches' when "
+                                                               "the equivalence test (TOST) shows it")
     aggregate: Literal["mean", "iqm"] = Field("mean", description="seed values → trial value")
     sampler: Literal["grid", "tpe", "gp", "random"] = Field("grid", description="Optuna sampler")
     sampler_seed: int = Field(0, ge=0, description="seed of the TPE/GP/random sampler")
@@ -73,6 +78,12 @@ class SweepSpec(BaseModel):
         if len(set(objectives)) != len(objectives):
             raise ValueError("an objective is listed twice")
         return objectives
+
+    @model_validator(mode="after")
+    def _default_metric(self) -> SweepSpec:
+        if self.metric is None:
+            self.metric = default_metric(self)
+        return self
 
     @model_validator(mode="after")
     def _budget(self) -> SweepSpec:
@@ -100,6 +111,19 @@ class SweepSpec(BaseModel):
         tracking = {**self.base.get("tracking", {}), "group": self.name}  # W&B groups runs by sweep
         return RunConfig.model_validate({**self.base, **run_fields, "objective": objective,
                                          "objective_params": objective_params, "seed": seed, "tracking": tracking})
+
+
+def default_metric(spec: SweepSpec) -> str:
+    """eval/p_correct (exact, no sampling noise) when the built-in tiny policy trains on a task that enumerates its
+    rewarded completions; else eval/accuracy (another model may chat, and a chat answer is scored by extraction)."""
+    from ..tasks import get_task
+
+    try:
+        cfg = spec.run_config(spec.objectives[0], {}, {}, spec.seeds[0])
+        task = get_task(cfg.task, **cfg.task_params)
+    except (ValidationError, ValueError, ConfigError):
+        return "eval/accuracy"  # the base is invalid: check_base names the error
+    return "eval/p_correct" if cfg.model == "tiny" and task.reachable("", "0") is not None else "eval/accuracy"
 
 
 def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

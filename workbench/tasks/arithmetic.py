@@ -75,6 +75,13 @@ class ArithmeticTask(Task):
     def score(self, completion: str, answer: str) -> float:
         return float((extract_answer(completion) if self.chat else completion.strip()) == answer)
 
+    def reachable(self, text: str, answer: str) -> bool | None:
+        """The bare-prompt reward is ``completion.strip() == answer``: whitespace, then a prefix of the answer, or the
+        whole answer followed by whitespace. A chat answer is scored by extraction, which has no finite set."""
+        if self.chat:
+            return None
+        return answer.startswith(text.lstrip()) or text.strip() == answer
+
     def teacher(self, rng: random.Random) -> tuple[str, str]:
         # Every pair, held-out ones included: the teacher is the pretraining, the split guards RL.
         a, b = rng.randint(0, self.max_operand), rng.randint(0, self.max_operand)

@@ -43,6 +43,16 @@ class Task(ABC):
     def score(self, completion: str, answer: str) -> float:
         """Reward of one completion."""
 
+    def reachable(self, text: str, answer: str) -> bool | None:
+        """Whether the completion ``text`` is rewarded or can still become so by going on: the optional hook that
+        lets the evaluation enumerate every rewarded completion and log ``eval/p_correct`` exactly.
+
+        A task overrides it only when its reward is 1 on the completions this describes and 0 on every other
+        (``score`` decides a whole completion, this decides its prefixes). None, the default, says the task cannot
+        enumerate them (a chat model scored by the integer its answer gives): sampled accuracy is then the metric.
+        """
+        return None
+
     def teacher(self, rng: random.Random) -> tuple[str, str]:
         """A (prompt, completion) pair from the task's teacher, for the tiny policy's warm start."""
         raise ConfigError(f"task {self.name!r} has no teacher to warm-start model 'tiny' with; "

@@ -103,6 +103,11 @@ class NoisyArithmeticTask(ArithmeticTask):
         number = re.match(r"\d+", completion)
         return float(number is not None and number.group() == answer)
 
+    def reachable(self, text: str, answer: str) -> bool | None:
+        """The concise reward accepts the answer alone, so a prefix of it can still be rewarded; the opening-number
+        reward (``concise=False``) accepts any chatter after the number and is not enumerated."""
+        return answer.startswith(text) if self.concise else None
+
     def teacher(self, rng: random.Random) -> tuple[str, str]:
         prompt, number = super().teacher(rng)
         opening = f"{self._word(rng)} " if rng.random() < self.distractor_rate else ""

@@ -11,6 +11,14 @@ from __future__ import annotations
 # Importing the family modules registers them.
 from . import cispo, cov, dppo, dppo_topk, drpo, gmpo, gpg, grpo, gspo, pg, sapo, spo  # noqa: F401
 from . import presets  # noqa: F401  (after the families it refers to)
+from .corrections import (
+    Correction,
+    CorrectionOutput,
+    available_correction_presets,
+    available_corrections,
+    get_correction,
+    get_correction_spec,
+)
 from .geometry import gradient_weight
 from .registry import (
     Objective,
@@ -26,12 +34,18 @@ from .registry import (
 )
 
 __all__ = [
+    "Correction",
+    "CorrectionOutput",
     "Objective",
     "ObjectiveOutput",
     "ObjectiveParams",
     "ObjectiveSpec",
+    "available_correction_presets",
+    "available_corrections",
     "available_objectives",
     "available_presets",
+    "get_correction",
+    "get_correction_spec",
     "get_objective",
     "get_spec",
     "gradient_weight",

@@ -104,25 +104,36 @@ class RunConfig(BaseModel):
     )
 
     # Optimisation.
-    learning_rate: float = Field(5e-4, gt=0, description="AdamW learning rate")
-    beta: float = Field(0.0, ge=0, description="KL coefficient against the reference policy (0 = no reference)")
+    learning_rate: float = Field(5e-4, gt=0, allow_inf_nan=False, description="AdamW learning rate")
+    beta: float = Field(0.0, ge=0, allow_inf_nan=False,
+                        description="KL coefficient against the reference policy (0 = no reference)")
     prompts_per_step: int = Field(8, ge=1, description="distinct prompts per optimizer step")
     num_generations: int = Field(8, ge=2, description="group size G: completions per prompt")
     gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
     max_steps: int = Field(400, ge=1, description="optimizer steps")
     max_completion_length: int = Field(8, ge=1, description="tokens sampled per completion at most")
-    temperature: float = Field(1.0, gt=0, description="sampling temperature (training and sampled eval)")
-    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    temperature: float = Field(1.0, gt=0, allow_inf_nan=False,
+                               description="sampling temperature (training and sampled eval)")
+    max_grad_norm: float = Field(1.0, gt=0, allow_inf_nan=False, description="gradient clipping norm")
 
     # Evaluation.
     eval_every: int = Field(50, ge=1, description="evaluate held-out accuracy every N steps (and at the end)")
     eval_prompts: int = Field(80, ge=1, description="held-out prompts per evaluation (the built-in split has 80)")
     eval_samples: int = Field(8, ge=1, description="k samples per held-out prompt; accuracy is their mean")
 
-    seed: int = Field(0, ge=0, description="seed of data order, sampling and initialisation")
+    # At most 2**32 - 1: numpy's global seed (set with the others before training) takes nothing larger.
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of data order, sampling and initialisation")
     output_dir: Path = Field(Path("runs"), description="folder under which the run's folder is created")
     name: str | None = Field(None, description="run folder name (default: objective-seed-timestamp)")
     tracking: TrackingSettings = Field(default_factory=TrackingSettings, description="W&B and histogram settings")
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, v: str | None) -> str | None:
+        # The run folder is output_dir/name: a path would write the run elsewhere (../../escape, /tmp/x).
+        if v is not None and (not v.strip() or v in (".", "..") or "/" in v or "\\" in v or "\0" in v):
+            raise ValueError("must be one folder name, without '/' and not '.' or '..'")
+        return v
 
     @field_validator("num_generations")
     @classmethod
@@ -188,6 +199,8 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such file")
     try:
         data = yaml.safe_load(path.read_text()) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a text file (a byte that is not UTF-8 at offset {err.start})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

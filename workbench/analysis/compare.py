@@ -15,7 +15,7 @@ from ..config import ConfigError
 from . import stats
 from .load import Sweep, seed_scores
 
-FLAGGED_STATUSES = ("failed", "pruned", "running")
+FLAGGED_STATUSES = ("failed", "pruned", "running", "interrupted")
 
 
 @dataclass

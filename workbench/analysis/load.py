@@ -149,7 +149,77 @@ def _read_run(path: Path, trial: optuna.trial.FrozenTrial,
             return None, _unusable("unreadable", f"{name} missing")
         except (json.JSONDecodeError, UnicodeDecodeError):
             return None, _unusable("unreadable", f"{name} is not valid JSON (cut short?)")
-    return load_run(path), None
+    try:
+        record = load_run(path)
+    except UnicodeDecodeError as err:
+        return None, _unusable("unreadable", f"a file of the run is not UTF-8 text (byte {err.start})")
+    problem = shape_problem(record)
+    return (None, _unusable("unreadable", problem)) if problem else (record, None)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def shape_problem(record: RunRecord) -> str | None:
+    """Where the record's valid JSON has the wrong shape for a report (file, line, field and what was expected),
+    else None. Checked before anything reads it, so a hand-edited or foreign file flags its run instead of
+    aborting the report."""
+    if not isinstance(record.config, dict):
+        return f"config.json is a {type(record.config).__name__}, not a JSON object"
+    if not isinstance(record.summary, dict):
+        return f"summary.json is a {type(record.summary).__name__}, not a JSON object"
+    for key in ("gradient_accumulation_steps", "steps_per_generation", "num_iterations"):
+        if record.config.get(key) is not None and not _integer(record.config[key]):
+            return f"config.json: {key} is {record.config[key]!r}, not an integer"
+    summary = record.summary
+    if not isinstance(summary.get("status"), str):
+        return f"summary.json: status is {summary.get('status')!r}, not a string"
+    if not isinstance(summary.get("flags") or [], list):
+        return f"summary.json: flags is {summary['flags']!r}, not a list"
+    for key in ("eval", "base_eval"):
+        block = summary.get(key)
+        if block is not None and not isinstance(block, dict):
+            return f"summary.json: {key} is {block!r}, not an object"
+        wrong = next((k for k, v in (block or {}).items() if v is not None and not _number(v)), None)
+        if wrong is not None:
+            return f"summary.json: {key}.{wrong} is {block[wrong]!r}, not a number"
+    if summary.get("wall_time") is not None and not _number(summary["wall_time"]):
+        return f"summary.json: wall_time is {summary['wall_time']!r}, not a number"
+    for line, row in enumerate(record.scalars, 1):
+        if not isinstance(row, dict):
+            return f"scalars.jsonl line {line} is {json.dumps(row)[:40]}, not a JSON object"
+        if not _integer(row.get("step")):
+            return f"scalars.jsonl line {line}: step is {row.get('step')!r}, not an integer"
+        wrong = next((k for k, v in row.items() if v is not None and not _number(v)), None)
+        if wrong is not None:
+            return f"scalars.jsonl line {line}: {wrong} is {row[wrong]!r}, not a number"
+    for line, row in enumerate(record.histograms, 1):
+        problem = _histogram_problem(row)
+        if problem:
+            return f"histograms.jsonl line {line}: {problem}"
+    return None
+
+
+def _histogram_problem(row: Any) -> str | None:
+    if not isinstance(row, dict):
+        return f"{json.dumps(row)[:40]} is not a JSON object"
+    if not _integer(row.get("step")) or not isinstance(row.get("name"), str):
+        return "step must be an integer and name a string"
+    edges, counts = row.get("edges"), row.get("counts")
+    if not isinstance(edges, list) or not all(_number(e) and np.isfinite(e) for e in edges):
+        return "edges must be a list of finite numbers"
+    if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+        return "edges must be at least two, strictly increasing"
+    if not isinstance(counts, list) or not all(_integer(c) and c >= 0 for c in counts):
+        return "counts must be a list of non-negative integers"
+    if len(edges) != len(counts) + 1:
+        return f"{len(edges)} edges for {len(counts)} counts (expected one more edge than counts)"
+    return None
 
 
 def _unusable(status: str, reason: str) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 The folder is built beside its destination and renamed into place, so a reader never finds half a
 report and a sweep name that does not exist creates nothing. The bootstrap generator is seeded and
-PNGs carry no dates, so building twice gives identical files.
+PNGs carry no dates, so building twice gives identical files. Only a previous report (a folder of the files a
+build writes, or an empty folder) is ever replaced: anything else at ``--out`` is refused before the build starts
+and again just before the rename.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from . import figures, sweep_figures, text
 from .compare import Comparison, choose_baseline, compare
 from .document import Block, Heading, Image, Paragraph, to_html, to_markdown
 from .figures import FigureInput, objective_colours, save
+from ..config import ConfigError
 from ..staging import staging_folder
 from .load import Sweep, load_sweep
 
@@ -71,14 +74,18 @@ def build_report(name: str, out: Path | None = None, baseline: str | None = None
                  storage: str | None = None, on_step: Callable[[str], None] | None = None) -> Built:
     """Build the report of sweep ``name`` into ``out`` (default reports/NAME); ``on_step`` hears each stage."""
     step = on_step or (lambda _: None)
+    out = Path(out) if out is not None else Path("reports") / name
+    check_destination(out)
     step("loading the sweep")
     sweep = load_sweep(name, root, storage)
     baseline = choose_baseline(sweep, baseline)
-    out = Path(out) if out is not None else Path("reports") / name
     step("statistics over seeds")
     rng = np.random.default_rng(SEED)
     comparison = compare(sweep, baseline, rng)
-    tmp = staging_folder(out)  # also removes the staging folders of builds killed before
+    try:
+        tmp = staging_folder(out)  # also removes the staging folders of builds killed before
+    except (FileNotFoundError, NotADirectoryError) as err:  # /proc/foo, a file on the way: not a place for a folder
+        raise ConfigError(f"--out {out}: cannot create a folder there ({err.strerror}: {err.filename})") from None
     try:
         data = FigureInput(sweep, comparison, objective_colours(sorted(sweep.runs["objective"].unique())), rng)
         drawn, skipped = {}, {}
@@ -94,11 +101,31 @@ def build_report(name: str, out: Path | None = None, baseline: str | None = None
         (tmp / "report.md").write_text(to_markdown(blocks))
         (tmp / "report.html").write_text(to_html(blocks, f"Sweep {name}: comparison report", tmp))
         text.results_frame(comparison).to_csv(tmp / "results.csv", index=False)
+        check_destination(out)  # again: something may have been put there during the build
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Built(out, sweep, comparison, {k: out / v.name for k, v in drawn.items()}, skipped)
+
+
+def report_files() -> set[str]:
+    """The names a report folder holds: what ``build_report`` writes."""
+    return {"report.md", "report.html", "results.csv", *(f"{stem}.png" for stem, *_ in FIGURES)}
+
+
+def check_destination(out: Path) -> None:
+    """Refuse an ``--out`` that holds anything but a previous report (or nothing): a build replaces the folder whole,
+    so a user's file or folder there would be deleted."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ConfigError(f"--out {out}: is a file, not a report folder; choose a new folder or a previous report's")
+    if not out.is_dir():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in report_files() or not p.is_file())
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ConfigError(f"--out {out}: holds files that are not a report's ({shown}); a build replaces the folder "
+                          "whole, so choose a new folder or a previous report's")
 
 
 def _replace(tmp: Path, out: Path) -> None:

@@ -128,10 +128,15 @@ def flagged_sentence(comparison: Comparison, total: int) -> str:
              for r in flagged.itertuples()]
     counts = flagged["status"].value_counts()
     zero = int(flagged["flags"].map(lambda f: "zero_shift" in f).sum())
-    parts = [f"{int(counts.get(s, 0))} {s}" for s in ("failed", "pruned", "running", "unreadable", "missing")
-             if counts.get(s, 0)]
+    known = ("failed", "pruned", "running", "interrupted", "unreadable", "missing")
+    parts = [f"{int(counts.get(s, 0))} {s}" for s in known if counts.get(s, 0)]
+    parts += [f"{int(n)} {s}" for s, n in counts.items() if s not in (*known, "finished") and n]
     parts += [f"{zero} with zero shift (μ = π on every token, so the objectives could not differ)"] if zero else []
-    return f"Flagged runs, {len(flagged)} of {total} ({'; '.join(parts)}): " + "; ".join(items) + "."
+    other = int(((flagged["status"] == "finished")
+                 & flagged["flags"].map(lambda f: any(x != "zero_shift" for x in f))).sum())
+    parts += [f"{other} finished with a damaged record"] if other else []
+    shown = f" ({'; '.join(parts)})" if parts else ""
+    return f"Flagged runs, {len(flagged)} of {total}{shown}: " + "; ".join(items) + "."
 
 
 def summary(sweep: Sweep, comparison: Comparison) -> list[Block]:

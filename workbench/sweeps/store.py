@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import optuna
 
@@ -164,10 +166,18 @@ def read_meta(name: str, root: str | Path | None = None) -> dict[str, Any]:
 
 
 def open_study(name: str, root: str | Path | None = None, storage: str | None = None) -> optuna.Study:
-    """The study of an existing sweep, from its journal or from ``storage`` (default: the URL it was launched with)."""
+    """The study of an existing sweep, from its journal or from ``storage`` (default: the URL it was launched with).
+
+    The study's name is the one sweep.json records: an archive ``NAME.old-<time>`` (``--force-new``) holds the study
+    NAME in its own journal."""
     meta = read_meta(name, root)
     url = storage or (meta.get("storage") if meta.get("storage") != JOURNAL else None)
-    return optuna.load_study(study_name=name, storage=make_storage(sweep_folder(name, root), url))
+    study_name = meta.get("name") if isinstance(meta.get("name"), str) else name
+    try:
+        return optuna.load_study(study_name=study_name, storage=make_storage(sweep_folder(name, root), url))
+    except KeyError:
+        raise ConfigError(f"sweep {name!r}: its storage {redact(url) if url else 'journal file'} holds no study "
+                          f"{study_name!r}") from None
 
 
 def check_storage(url: str) -> None:
@@ -177,12 +187,13 @@ def check_storage(url: str) -> None:
     try:
         engine = sqlalchemy.create_engine(url, connect_args=_connect_timeout(url))
     except Exception as err:  # noqa: BLE001 - an unknown dialect or malformed URL, reported as bad input
-        raise ConfigError(f"storage {redact(url)}: not a usable database URL ({str(err).splitlines()[0]})") from None
+        reason = redact(url, (str(err).splitlines() or [""])[0])  # SQLAlchemy may quote the URL back
+        raise ConfigError(f"storage {redact(url)}: not a usable database URL ({reason})") from None
     try:
         with engine.connect():
             pass
     except Exception as err:  # noqa: BLE001 - refused, unknown host, bad password: all bad input
-        reason = str(getattr(err, "orig", err)).strip().splitlines()[0]
+        reason = redact(url, (str(getattr(err, "orig", err)).strip().splitlines() or [""])[0])
         raise ConfigError(f"storage {redact(url)}: cannot connect ({reason})") from None
     finally:
         engine.dispose()
@@ -192,11 +203,36 @@ def _connect_timeout(url: str) -> dict[str, Any]:
     return {"connect_timeout": 5} if url.startswith(("postgresql", "mysql")) else {}
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
+SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a URL too malformed to parse is shown as given
-        return url
+
+def _secret_spans(url: str) -> list[tuple[int, int]]:
+    """Where a storage URL carries credentials, whatever its shape (unparsable, an unescaped ``@`` in the password):
+    everything between the first ``:`` after the user and the *last* ``@``, and the value of every query parameter
+    whose name suggests a secret (``password``, ``sslpassword``, ``token``, ...). Masking too much is harmless."""
+    spans = []
+    start = url.index("://") + 3 if "://" in url else 0
+    at = url.rfind("@")
+    colon = url.find(":", start, at) if at > start else -1
+    if colon >= 0:
+        spans.append((colon + 1, at))
+    for match in re.finditer(r"[?&;]([^=&;#]*)=([^&;#]*)", url):
+        if SECRET_PARAMETER.search(match.group(1)) and match.group(2):
+            spans.append(match.span(2))
+    return sorted(spans)
+
+
+def redact(url: str, text: str | None = None) -> str:
+    """The URL with every credential replaced by ``***``; with ``text``, that text with every credential of ``url``
+    (as written, or percent-decoded) replaced, for a library's error message that may quote the URL."""
+    spans = _secret_spans(url)
+    if text is None:
+        shown, end = "", 0
+        for begin, stop in spans:
+            if begin >= end:
+                shown, end = shown + url[end:begin] + "***", stop
+        return shown + url[end:]
+    secrets = {url[b:e] for b, e in spans} | {unquote(url[b:e]) for b, e in spans}
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text.replace(url, redact(url))

@@ -32,7 +32,7 @@ from ..tracking import write_json_atomic
 from . import optuna_private as private
 from .space import grid_points
 from .spec import SweepSpec, changed_keys
-from .store import JOURNAL, META, MAX_RETRY, check_storage, host_name, make_storage, redact
+from .store import JOURNAL, META, MAX_RETRY, check_storage, heartbeat_seconds, host_name, make_storage, redact
 
 OWNER = "workbench:owner"
 RUNNING_WITHOUT_OWNER_GRACE = 60.0  # seconds between a claim and its owner record, with room to spare
@@ -56,6 +56,8 @@ def prepare(spec: SweepSpec, folder: Path, url: str | None, force_new: bool) -> 
     if existing is not None and not force_new:
         _check_same(existing, spec)
     if force_new:
+        if existing is not None:
+            refuse_while_launched(existing, "--force-new")
         archive(spec.name, folder, url, existing)
         existing = None
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,6 +99,9 @@ def archive(name: str, folder: Path, url: str | None, study: optuna.Study | None
         target.mkdir(parents=True, exist_ok=True)
         optuna.copy_study(from_study_name=name, from_storage=private.storage(study),
                           to_storage=make_storage(target, None), to_study_name=name)
+        meta = target / META  # the archive is read from its own journal: say so, or readers would open the database
+        recorded = json.loads(meta.read_text()) if meta.is_file() else {"name": name}
+        write_json_atomic(meta, {**recorded, "storage": JOURNAL, "archived_from": redact(url)})
         optuna.delete_study(study_name=name, storage=private.storage(study))
     return target
 
@@ -115,6 +120,53 @@ def _create(spec: SweepSpec, folder: Path, url: str | None) -> optuna.Study:
     study.set_user_attr("spec_hash", spec.spec_hash())
     study.set_user_attr("spec", spec.identity())
     return study
+
+
+# ---- launchers ----------------------------------------------------------------------------------
+#
+# Every launch registers itself in the study (a system attribute per launcher: host, pid, process start time and
+# a beat it renews every heartbeat_seconds()), so that whatever would move or rewrite the sweep (--force-new)
+# refuses while another launcher of it lives, on this machine or any other sharing the database. Nothing is held
+# that a dead launcher could leave behind: on this host a record counts only while its process lives (pid and start
+# time, so a reboot frees it), on another host only while its beat is younger than the grace period.
+
+LAUNCHER = "workbench:launcher:"
+
+
+def register_launcher(study: optuna.Study) -> str:
+    """Record this process as a live launcher of the study; the key to beat and unregister with."""
+    key = f"{LAUNCHER}{host_name()}:{psutil.Process().pid}"
+    beat_launcher(study, key)
+    return key
+
+
+def beat_launcher(study: optuna.Study, key: str, ended: bool = False) -> None:
+    record = {**owner(), "beat": time.time(), **({"ended": True} if ended else {})}
+    private.storage(study).set_study_system_attr(private.study_id(study), key, record)
+
+
+def live_launchers(study: optuna.Study) -> list[dict[str, Any]]:
+    """The other launchers of the study that are alive now (see above)."""
+    me, grace = owner(), heartbeat_seconds()[1]
+    attrs = private.storage(study).get_study_system_attrs(private.study_id(study))
+    live = []
+    for key, record in attrs.items():
+        if not key.startswith(LAUNCHER) or not isinstance(record, dict) or record.get("ended"):
+            continue
+        if record.get("host") == me["host"] and record.get("pid") == me["pid"]:
+            continue
+        alive = _owner_alive(record) if record.get("host") == me["host"] else time.time() - record["beat"] < grace
+        if alive:
+            live.append(record)
+    return live
+
+
+def refuse_while_launched(study: optuna.Study, action: str) -> None:
+    live = live_launchers(study)
+    if live:
+        who = ", ".join(f"pid {r['pid']} on host {r['host']}" for r in live)
+        raise ConfigError(f"{action}: sweep {study.study_name!r} is being run by another launcher ({who}); stop it "
+                          "first (kill -INT <pid> stops it cleanly) or wait until it ends")
 
 
 def budget_bounded(spec: SweepSpec) -> bool:
@@ -170,8 +222,9 @@ def awaiting(study: optuna.Study) -> bool:
     return any(record is not None and record["host"] == host_name() for record in here)
 
 
-def requeue_interrupted(study: optuna.Study) -> list[int]:
-    """Fail and re-queue this host's RUNNING trials whose process is gone; their numbers."""
+def requeue_interrupted(study: optuna.Study, folder: Path | None = None) -> list[int]:
+    """Fail and re-queue this host's RUNNING trials whose process is gone; their numbers. With the sweep ``folder``,
+    their runs still marked running (a killed process could not close them) are recorded ``interrupted``."""
     host, now, retry = host_name(), time.time(), optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY)
     storage, requeued = private.storage(study), []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -192,4 +245,22 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
         failed.user_attrs = {}  # the re-run starts clean: no "failure" carried over
         retry(study, failed)
         requeued.append(trial.number)
+        if folder is not None:
+            mark_interrupted_runs(folder, trial)
     return requeued
+
+
+def mark_interrupted_runs(folder: Path, trial: optuna.trial.FrozenTrial) -> list[Path]:
+    """Record ``interrupted`` in the summary.json of the trial's runs still marked running; the run folders."""
+    marked = []
+    for rel in (trial.user_attrs.get("run_dirs") or {}).values():
+        path = folder / rel / "summary.json"
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):  # never started, or unreadable: the report flags it
+            continue
+        if isinstance(summary, dict) and summary.get("status") == "running":
+            write_json_atomic(path, {**summary, "status": "interrupted",
+                                     "failure": "interrupted: its process was killed before it could close the run"})
+            marked.append(path.parent)
+    return marked

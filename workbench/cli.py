@@ -1,4 +1,4 @@
-"""The `workbench` command: run · sweep launch|status · report build · objectives list|plot.
+"""The `workbench` command: run · replay · sweep launch|status · report build · objectives list|plot.
 
 Bad input (a ConfigError anywhere below) prints one line naming the field or file and exits 2.
 Heavy imports happen inside the commands so that `--help` and errors stay fast.
@@ -154,6 +154,63 @@ def sweep_status(
     console.print(trials_table(study))
     console.print(best_table(study))
     console.print(tally(study.get_trials(deepcopy=False)).line(), soft_wrap=True)
+
+
+# ---- replay ----------------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def replay(
+    target: str = typer.Argument(..., help="a run folder, a folder of runs, or a sweep name, whose runs kept batches "
+                                           "(tracking.keep_batches_every)"),
+    objectives: Optional[str] = typer.Option(
+        None, "--objectives", help="comma list of objectives or presets, or 'all' [default: the run's own, grpo, "
+                                   "dppo_tv, drpo]; pg is always added (norms are relative to it)"),
+    corrections: Optional[str] = typer.Option(None, "--corrections",
+                                              help="comma list of mismatch corrections to cross with every objective"),
+    steps: Optional[str] = typer.Option(None, "--steps", help="comma list of kept steps [default: every kept step]"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for the tables, figures and replay.md "
+                                                           "[default: <run or sweep folder>/replay]"),
+) -> None:
+    """Every objective on the very batches a run trained on: one update from the kept weights, per-token gradient
+    weights and parameter-gradient cosines (one update from the same state, not where training would have gone)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .batches import kept_steps
+    from .replay import parse_corrections, parse_objectives, parse_steps, replay_run, resolve_runs, write_replay
+
+    runs = resolve_runs(target)
+    run_objective = None
+    if len(runs) == 1:
+        import json
+
+        run_objective = json.loads((runs[0] / "config.json").read_text()).get("objective")
+    names = parse_objectives(objectives, run_objective)
+    correction_names = parse_corrections(corrections)
+    chosen = {run: parse_steps(steps, kept_steps(run)) for run in runs}
+    folder = runs[0] if len(runs) == 1 else (Path(target) if Path(target).is_dir() else _sweep_folder(target))
+    out = out if out is not None else folder / "replay"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a folder")
+    replays = []
+    with Progress(TextColumn("[bold]replay[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("loading", total=sum(map(len, chosen.values())))
+        for run, run_steps in chosen.items():
+            bar.update(task, description=f"{run.name}: loading the policy")
+            replays.append(replay_run(run, names, correction_names, run_steps,
+                                      top_k_optional=objectives is not None and objectives.strip() == "all",
+                                      on_step=lambda k, r=run: bar.update(task, advance=1,
+                                                                          description=f"{r.name}: step {k}")))
+    paths = write_replay(replays, out, str(target))
+    console.print(f"replay: {paths['replay.md']}", soft_wrap=True)
+
+
+def _sweep_folder(name: str) -> Path:
+    from .sweeps.store import sweep_folder
+
+    return sweep_folder(name)
 
 
 # ---- report ----------------------------------------------------------------------------------------

@@ -63,6 +63,12 @@ class TrackingSettings(BaseModel):
     group: str | None = Field(None, description="W&B group (a sweep sets it to the sweep name)")
     histogram_every: int = Field(5, gt=0, description="log gradient-weight and shift histograms every N steps")
     histogram_bins: int = Field(41, ge=5, description="bins per histogram")
+    keep_batches_every: int | None = Field(
+        None, gt=0, description="keep the batch and the trainable weights of every N-th optimizer step under "
+                                "batches/step-<k>/ for `workbench replay` (None = off)")
+    keep_batches_max_mb: float = Field(
+        8.0, gt=0, allow_inf_nan=False, description="size cap of one kept step's weights in MB: above it the "
+                                                    "weights are skipped with a warning, the batch is kept")
 
 
 class RunConfig(BaseModel):

@@ -16,6 +16,7 @@ import torch
 from transformers import PrinterCallback, TrainerCallback, set_seed
 from trl import GRPOConfig
 
+from .batches import BatchKeeper
 from .config import TRL_LOSSES, ConfigError, RunConfig, machine_error
 from .objectives import Objective, get_objective
 from .ranks import main_first, main_then_share, processes, sigterm_fails_the_run
@@ -220,6 +221,7 @@ def train(run: PreparedRun, progress: bool = False,
                 callbacks=[eval_cb],
             )
             eval_cb.trainer = trainer
+            trainer.batch_keeper = batch_keeper(cfg, run.run_dir, main)  # None unless keep_batches_every
             trainer.remove_callback(PrinterCallback)  # the run record and the progress bar replace its dict dumps
             _train_with_progress(trainer, cfg, progress and main)
             summary["eval"] = eval_cb.last
@@ -234,6 +236,14 @@ def train(run: PreparedRun, progress: bool = False,
             summary["eval"] = eval_cb.last
     recorder.finish(status, **summary)
     return RunResult(run.run_dir, recorder.summary, main)
+
+
+def batch_keeper(cfg: RunConfig, run_dir: Path, main: bool) -> BatchKeeper | None:
+    """The keeper of ``tracking.keep_batches_every`` (main process; TRL's own losses keep nothing: no per-token loss)."""
+    every = cfg.tracking.keep_batches_every
+    if every is None or not main or cfg.objective.startswith("trl:"):
+        return None
+    return BatchKeeper(run_dir, every, cfg.tracking.keep_batches_max_mb)
 
 
 def _train_with_progress(trainer: WorkbenchGRPOTrainer, cfg: RunConfig, progress: bool) -> None:

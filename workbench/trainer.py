@@ -130,6 +130,7 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             ref = inputs["ref_per_token_logps"]
             per_token_loss = per_token_loss + self.beta * (torch.exp(ref - logp) - (ref - logp) - 1) * mask
         weights = self._aggregation_weights(inputs, mask, mode)
+        self._keep_batch(model, inputs, logp, weights)  # tracking.keep_batches_every: for workbench replay
         loss = (per_token_loss * weights).sum()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {self.state.global_step}")
@@ -137,6 +138,17 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             self._hook_gradient_weight(logp, weights, advantages, mask)
         self._record_step(mode, logp, behaviour_logp, advantages, mask, entropies, out.metrics)
         return loss
+
+    # ---- kept batches (workbench replay) -----------------------------------------------------------
+
+    batch_keeper: Any = None  # a batches.BatchKeeper when tracking.keep_batches_every is set (the runner sets it)
+
+    def _keep_batch(self, model: torch.nn.Module, inputs: dict[str, Any], logp: torch.Tensor,
+                    weights: torch.Tensor) -> None:
+        """Hand the loss's inputs to the batch keeper on its steps; reads and writes only, changes no value."""
+        if self.batch_keeper is not None and self.model.training:
+            self.batch_keeper.keep(self.state.global_step + 1, self.accelerator.unwrap_model(model), inputs, logp,
+                                   weights, self.top_k_store)
 
     def _aggregation_weights(self, inputs: dict[str, Any], mask: torch.Tensor, mode: str) -> torch.Tensor:
         """Per-token weights w with loss = Σ w·ℓ_t, already divided for gradient accumulation."""

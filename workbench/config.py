@@ -94,6 +94,11 @@ class RunConfig(BaseModel):
         "token_mean",
         description="token_mean over the batch (DAPO), sequence_mean (GRPO), fixed_horizon (Dr. GRPO: / B·L_max)",
     )
+    correction: str | dict[str, Any] | None = Field(
+        None, description="mismatch correction, a detached weight on the loss from w = π_old/μ: a name (tis, mis, "
+                          "opsm, rs), a preset (tis@verl_fp8) or {name: tis, level: token, high: 2.0}; the objective "
+                          "then reads π against π_old (decoupled). None = off: the objective reads π/μ (bypass)"
+    )
 
     # Where μ comes from.
     rollout_precision: Literal["fp32", "bf16", "fp16", "fp8"] = Field(
@@ -161,9 +166,22 @@ class RunConfig(BaseModel):
             except ValueError as err:
                 field = "objective_params" if "parameter" in str(err) else "objective"
                 raise ValueError(f"{field}: {err}") from None
+            if objective.spec.uses_top_k and self.correction is not None:
+                raise ValueError(f"correction: not with the top-K objective {self.objective!r} (its divergence reads "
+                                 "the sampler's own top-K μ, which a decoupled objective would not see)")
             if objective.spec.uses_top_k and self.rollout_top_k == 0:
                 raise ValueError(f"rollout_top_k: objective {self.objective!r} needs the sampler's top-K log-probs; "
                                  f"set rollout_top_k to K > 0 (default {DEFAULT_TOP_K})")
+        return self
+
+    @model_validator(mode="after")
+    def _check_correction(self) -> RunConfig:
+        from .objectives import correction_from_setting
+
+        try:
+            correction_from_setting(self.correction)
+        except ValueError as err:
+            raise ValueError(f"correction: {err}") from None
         return self
 
     @property

@@ -18,7 +18,7 @@ from trl import GRPOConfig
 
 from .batches import BatchKeeper
 from .config import TRL_LOSSES, ConfigError, RunConfig, machine_error
-from .objectives import Objective, get_objective
+from .objectives import Objective, correction_from_setting, get_objective
 from .ranks import main_first, main_then_share, processes, sigterm_fails_the_run
 from .rollout import RolloutEngine
 from .models import gguf_source, load_policy
@@ -221,6 +221,7 @@ def train(run: PreparedRun, progress: bool = False,
                 callbacks=[eval_cb],
             )
             eval_cb.trainer = trainer
+            trainer.correction = correction_from_setting(cfg.correction)  # None = off
             trainer.batch_keeper = batch_keeper(cfg, run.run_dir, main)  # None unless keep_batches_every
             trainer.remove_callback(PrinterCallback)  # the run record and the progress bar replace its dict dumps
             _train_with_progress(trainer, cfg, progress and main)

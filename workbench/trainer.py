@@ -27,7 +27,8 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 with contextlib.redirect_stdout(io.StringIO()):
     from trl import GRPOTrainer  # noqa: E402
 
-from .objectives import Objective
+from .objectives import Correction, CorrectionOutput, Objective
+from .objectives.corrections import HISTOGRAM as CORRECTION_HISTOGRAM
 from .objectives.common import masked_mean, shift_metrics
 from .ranks import combine_token_metrics, gather_arrays, gather_values
 from .topk import TopKStore, capture_hidden, top_k_inputs
@@ -43,7 +44,7 @@ OFF_POLICY_TOL = 1e-5
 SCALARS = ("reward/mean", "entropy/mean", "tv/mean", "tv/max", "ratio/mean", "frac/off_policy", "grad_norm",
            "behaviour/frac_rare", "behaviour/frac_very_rare", "behaviour/median_prob")
 HISTOGRAMS = ("grad_weight/all", "grad_weight/pos_adv", "grad_weight/neg_adv", "grad_weight/normalised",
-              "shift/signed", "entropy/tokens", "behaviour/log10_prob")
+              "shift/signed", "entropy/tokens", "behaviour/log10_prob", CORRECTION_HISTOGRAM)
 
 # The token regime (DESIGN.md): ratio clips and divergence trust regions disagree only on rare tokens.
 RARE_PROB, VERY_RARE_PROB = 0.1, 0.01
@@ -102,12 +103,12 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         logits_to_keep = inputs["completion_ids"].size(1)
 
         if self.objective is None:
-            # TRL's own loss, made off-policy against the real sampler: its "old" log-probs become μ.
-            loss = super()._compute_loss(model, {**inputs, "old_per_token_logps": behaviour_logp})
-            with torch.no_grad():
+            with torch.no_grad():  # the diagnostics' π, taken first: a correction reads it too (no extra forward)
                 logp, entropies, _ = self._get_per_token_logps_and_entropies(
                     model, input_ids, attention_mask, logits_to_keep, compute_entropy=True)
-            self._record_step(mode, logp, behaviour_logp, inputs["advantages"], mask, entropies, {})
+            # TRL's own loss, made off-policy against the real sampler (see _trl_loss).
+            loss, corrected = self._trl_loss(model, inputs, logp, behaviour_logp, mask, mode)
+            self._record_step(mode, logp, behaviour_logp, inputs["advantages"], mask, entropies, corrected)
             return loss
 
         store = self.top_k_store if self.objective.spec.uses_top_k else None
@@ -123,9 +124,14 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
                                                         store, self.temperature)
         advantages = inputs["advantages"]
         # π_old: TRL computes it when a batch serves several updates; otherwise π_old = π (the objective's default).
-        out = self.objective(logp, behaviour_logp, advantages, mask, generator=self.objective_generator,
-                             old_logp=inputs.get("old_per_token_logps"), top_k=top_k)
-        per_token_loss = out.per_token_loss
+        old_logp = inputs.get("old_per_token_logps")
+        correction = self._correction_weight(mode, logp, old_logp, behaviour_logp, advantages, mask)
+        # Under a correction the objective is decoupled: it reads π against π_old; the weight carries π_old/μ.
+        reference = behaviour_logp if correction is None else (logp.detach() if old_logp is None else old_logp)
+        out = self.objective(logp, reference, advantages, mask, generator=self.objective_generator,
+                             old_logp=old_logp, top_k=top_k)
+        per_token_loss = out.per_token_loss if correction is None else out.per_token_loss * correction.weight
+        corrected = {} if correction is None else correction.metrics
         if self.beta != 0.0:
             ref = inputs["ref_per_token_logps"]
             per_token_loss = per_token_loss + self.beta * (torch.exp(ref - logp) - (ref - logp) - 1) * mask
@@ -136,7 +142,7 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             raise FloatingPointError(f"loss is {loss.item()} at step {self.state.global_step}")
         if self._histogram_step() and logp.requires_grad:
             self._hook_gradient_weight(logp, weights, advantages, mask)
-        self._record_step(mode, logp, behaviour_logp, advantages, mask, entropies, out.metrics)
+        self._record_step(mode, logp, behaviour_logp, advantages, mask, entropies, out.metrics | corrected)
         return loss
 
     # ---- kept batches (workbench replay) -----------------------------------------------------------
@@ -149,6 +155,45 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         if self.batch_keeper is not None and self.model.training:
             self.batch_keeper.keep(self.state.global_step + 1, self.accelerator.unwrap_model(model), inputs, logp,
                                    weights, self.top_k_store)
+
+    # ---- mismatch correction (objectives.corrections) ----------------------------------------------
+
+    correction: Correction | None = None  # RunConfig.correction, bound (the runner sets it); None = off
+
+    def _correction_weight(self, mode: str, logp: torch.Tensor, old_logp: torch.Tensor | None,
+                           behaviour_logp: torch.Tensor, advantages: torch.Tensor,
+                           mask: torch.Tensor) -> CorrectionOutput | None:
+        """The correction's detached weight from this forward's π, TRL's π_old (None: π) and μ: no forward of its own."""
+        if self.correction is None:
+            return None
+        out = self.correction(logp, old_logp, behaviour_logp, advantages, mask)
+        if mode == "train" and self._histogram_step() and out.log_weight is not None:
+            self._hist[CORRECTION_HISTOGRAM].append(out.log_weight.float().numpy(force=True))
+        return out
+
+    def _trl_loss(self, model: torch.nn.Module, inputs: dict[str, Any], logp: torch.Tensor,
+                  behaviour_logp: torch.Tensor, mask: torch.Tensor, mode: str) -> tuple[torch.Tensor, dict[str, float]]:
+        """TRL's own ``_compute_loss`` and the correction's metrics.
+
+        No correction: TRL's old log-probs become μ, so its ratio is π/μ (bypass). A correction: π_old stays TRL's
+        (π itself at a batch's only update) and the weight goes in as ``inputs["importance_sampling_ratio"]``, which
+        TRL 1.16 multiplies into the per-token loss, (B, T) or (B, 1), before the KL term and the aggregation, but
+        only on its vLLM path (trl/trainer/grpo_trainer.py 3146-3147: ``if self.use_vllm and
+        self.vllm_importance_sampling_correction and self.loss_type != "vespo"``); for ``vespo`` it is folded into
+        the gamma weight instead (3125-3135; get_gamma_weights 3001-3003). The two flags are set for this call only;
+        nothing else in ``_compute_loss`` reads them.
+        """
+        if self.correction is None:
+            return super()._compute_loss(model, {**inputs, "old_per_token_logps": behaviour_logp}), {}
+        out = self._correction_weight(mode, logp, inputs.get("old_per_token_logps"), behaviour_logp,
+                                      inputs["advantages"], mask)
+        flags = (self.use_vllm, self.vllm_importance_sampling_correction)
+        self.use_vllm = self.vllm_importance_sampling_correction = True
+        try:
+            loss = super()._compute_loss(model, {**inputs, "importance_sampling_ratio": out.weight.to(logp.dtype)})
+        finally:
+            self.use_vllm, self.vllm_importance_sampling_correction = flags
+        return loss, out.metrics
 
     def _aggregation_weights(self, inputs: dict[str, Any], mask: torch.Tensor, mode: str) -> torch.Tensor:
         """Per-token weights w with loss = Σ w·ℓ_t, already divided for gradient accumulation."""

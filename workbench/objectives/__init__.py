@@ -16,6 +16,7 @@ from .corrections import (
     CorrectionOutput,
     available_correction_presets,
     available_corrections,
+    correction_from_setting,
     get_correction,
     get_correction_spec,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "available_correction_presets",
     "available_corrections",
     "available_objectives",
+    "correction_from_setting",
     "available_presets",
     "get_correction",
     "get_correction_spec",

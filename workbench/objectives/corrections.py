@@ -381,3 +381,18 @@ register_correction_preset(
 register_correction_preset(
     "opsm@trl", "DeepSeek-V3.2 (arXiv 2512.02556) Eq. 9 names δ without a value; TRL 1.16 GRPOConfig "
     "off_policy_mask_threshold help: 'a positive value (e.g., 0.5)'", threshold=0.5)
+
+
+def correction_from_setting(setting: str | dict[str, Any] | None) -> Correction | None:
+    """A run config's ``correction:`` value: None (off), a name or preset, or ``{name: tis, level: token, ...}``."""
+    if setting is None:
+        return None
+    if isinstance(setting, str):
+        return get_correction(setting)
+    if isinstance(setting, dict):
+        params = dict(setting)
+        name = params.pop("name", None)
+        if not isinstance(name, str):
+            raise ValueError("a mapping needs its name, e.g. {name: tis, level: token, high: 2.0}")
+        return get_correction(name, **params)
+    raise ValueError(f"expected a name, a preset or a mapping with a name, got {type(setting).__name__}")

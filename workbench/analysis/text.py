@@ -8,6 +8,8 @@ from . import regime, stats
 from .compare import ArmResult, Comparison
 from .document import Block, Bullets, Heading, Paragraph, Table
 from .load import Sweep
+from ..config import RunConfig
+from ..tasks import describe_task
 
 RESULT_HEADERS = ("objective", "arm", "seeds", "mean [95% CI]", "IQM [95% CI]", "Δ mean vs baseline [95% CI]",
                   "P(beats baseline) [95% CI]", "Welch p", "seeds for 80% power")
@@ -139,11 +141,18 @@ def flagged_sentence(comparison: Comparison, total: int) -> str:
     return f"Flagged runs, {len(flagged)} of {total}{shown}: " + "; ".join(items) + "."
 
 
+def task_sentence(sweep: Sweep) -> str:
+    """What the sweep's runs trained on: the task, for a dataset task its dataset and reward (issue 22)."""
+    base = (sweep.meta.get("spec") or {}).get("base") or {}
+    task = base.get("task", RunConfig.model_fields["task"].default)
+    return f"Task: {describe_task(task, base.get('task_params') or {})}."
+
+
 def summary(sweep: Sweep, comparison: Comparison) -> list[Block]:
     finished = sweep.finished
     scope = (f"From the local run store at `{sweep.folder}`: {len(sweep.trials)} trials, {len(sweep.runs)} runs, "
              f"{len(finished)} finished. Metric: {sweep.metric} at the final evaluation. An arm is one objective "
-             "with one parameter setting; curves show each objective's best arm.")
+             "with one parameter setting; curves show each objective's best arm. " + task_sentence(sweep))
     optional = (few_seeds_sentence(comparison), regime.warning(regime.sweep_profile(sweep)))
     items = [headline(sweep, comparison), *filter(None, optional), flagged_sentence(comparison, len(sweep.runs)),
              *comparison.notes]

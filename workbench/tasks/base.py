@@ -82,8 +82,11 @@ def available_tasks() -> list[str]:
     return sorted(_TASKS)
 
 
-def get_task(name: str, **params: Any) -> Task:
-    """The built-in task ``name`` or the factory at ``"pkg.module:factory"``, called with ``params``."""
+def get_task(name: str, /, **params: Any) -> Task:
+    """The built-in task ``name`` or the factory at ``"pkg.module:factory"``, called with ``params``.
+
+    ``name`` is positional-only: a task may take a parameter called ``name`` (the dataset task's hub config).
+    """
     if ":" in name:
         module_name, _, attr = name.partition(":")
         try:

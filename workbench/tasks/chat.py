@@ -27,8 +27,16 @@ def use_chat(task: Task, tokenizer: Any) -> None:
 
 
 def as_prompt(task: Task, prompt: str) -> str | Messages:
-    """The prompt as the policy receives it: a user message for a chat task, the raw text otherwise."""
-    return [{"role": "user", "content": prompt}] if task.chat else prompt
+    """The prompt as the policy receives it: a user message for a chat task, the raw text otherwise.
+
+    A task's ``system`` prompt (an optional attribute, the dataset task's) comes first: a system message for a
+    chat task, the text and a blank line otherwise.
+    """
+    text = getattr(task, "system", None)
+    if not task.chat:
+        return f"{text}\n\n{prompt}" if text else prompt
+    system = [{"role": "system", "content": text}] if text else []
+    return [*system, {"role": "user", "content": prompt}]
 
 
 def chat_dataset(task: Task, dataset: Dataset) -> Dataset:

@@ -81,9 +81,13 @@ class RunConfig(BaseModel):
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter through peft instead of all weights")
     task: str = Field(
         "noisy_arithmetic",
-        description="built-in task (noisy_arithmetic, arithmetic) or an import path 'pkg.module:factory'"
+        description="built-in task (noisy_arithmetic, arithmetic, dataset: your own data) or an import path "
+                    "'pkg.module:factory'"
     )
-    task_params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the task")
+    task_params: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the task (dataset: path, prompt, answer, reward, "
+                                          "reward_params, ...: workbench/tasks/dataset.py)"
+    )
 
     # The objective under study.
     objective: str = Field(

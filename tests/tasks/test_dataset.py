@@ -18,6 +18,7 @@ from runs import tiny_run
 from typer.testing import CliRunner
 
 from workbench.cli import app
+from workbench.models import load as policy_load
 from workbench.config import ConfigError
 from workbench.tasks import get_task
 from workbench.tasks import rewards
@@ -250,7 +251,9 @@ def test_a_missing_field_in_a_real_process(tmp_path):
 
 # ---- a real run ---------------------------------------------------------------------------------------------
 
-def test_two_steps_of_the_tiny_policy_on_a_dataset_task(tmp_path):
+def test_two_steps_of_the_tiny_policy_on_a_dataset_task(tmp_path, monkeypatch):
+    # A short warm start (its own cache entry: the key holds the settings): the run is under test, not the teacher.
+    monkeypatch.setitem(policy_load.WARM_START, "steps", 50)
     path = write_jsonl(tmp_path / "sums.jsonl", SUMS)
     result = tiny_run(tmp_path / "runs", task="dataset",
                       task_params={"path": str(path), "prompt": "{question}=", "reward": "exact"})

@@ -99,6 +99,34 @@ def objectives_list() -> None:
         presets.add_row(f"[bold]{escape(name)}[/]", escape(", ".join(f"{p}={d!r}" for p, d in changed.items())),
                         escape(spec.source))
     console.print(presets)
+    _print_corrections()
+
+
+def _print_corrections() -> None:
+    """The mismatch corrections (RunConfig ``correction:``) and their presets, with sources."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .objectives import available_correction_presets, available_corrections, get_correction_spec
+
+    table = Table(title="corrections: correction: name | family@preset | {name: ..., params} (a detached weight on "
+                        "the loss from π_old/μ; the objective then reads π/π_old)", show_lines=True)
+    for column in ("name", "source", "parameters"):
+        table.add_column(column)
+    for name in available_corrections():
+        spec = get_correction_spec(name)
+        params = "\n".join(f"[bold]{p}[/]={escape(repr(default))}  {escape(help_)}"
+                           for p, default, help_ in spec.parameters())
+        table.add_row(f"[bold]{name}[/]\n{escape(spec.summary)}", escape(spec.paper), params or "—")
+    console.print(table)
+    presets = Table(title="correction presets")
+    for column in ("preset", "settings", "source"):
+        presets.add_column(column)
+    for name in available_correction_presets():
+        spec = get_correction_spec(name)
+        settings = ", ".join(f"{p}={d!r}" for p, d, _ in spec.parameters())
+        presets.add_row(f"[bold]{escape(name)}[/]", escape(settings), escape(spec.source))
+    console.print(presets)
 
 
 @objectives_app.command("plot")

@@ -21,6 +21,8 @@ TRL_LOSSES: dict[str, dict[str, Any]] = {
     "cispo": {"loss_type": "cispo"},
     "sapo": {"loss_type": "sapo"},
     "gspo": {"loss_type": "grpo", "importance_sampling_level": "sequence"},
+    "vespo": {"loss_type": "vespo"},
+    "luspo": {"loss_type": "luspo", "importance_sampling_level": "sequence"},
 }
 
 # The sampler's top-K when a top-K objective leaves rollout_top_k unset.
@@ -91,7 +93,8 @@ class RunConfig(BaseModel):
 
     # The objective under study.
     objective: str = Field(
-        "grpo", description="registered objective, plugin 'pkg.module:fn', or TRL's own 'trl:dapo|cispo|sapo|gspo'"
+        "grpo", description="registered objective, plugin 'pkg.module:fn', or TRL's own "
+                            "'trl:dapo|cispo|sapo|gspo|vespo|luspo'"
     )
     objective_params: dict[str, Any] = Field(default_factory=dict, description="parameters of the objective")
     aggregation: Literal["token_mean", "sequence_mean", "fixed_horizon"] = Field(

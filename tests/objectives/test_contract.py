@@ -119,11 +119,13 @@ def test_a_batch_with_no_valid_token(name):
 def test_on_policy_every_objective_is_the_policy_gradient(name):
     """μ = π (r ≡ 1): every trust region is inactive and g = A (KL-Cov's |log r| has no slope at 0).
 
-    Clip-Cov's draw does not look at r: on-policy it still detaches its max(⌊ρN⌋, 1) token.
+    Clip-Cov's draw does not look at r: on-policy it still detaches its max(⌊ρN⌋, 1) token. LUSPO scales each
+    sequence's loss by its length |y_i| (its aggregation is a sum over the sequence): g = |y_i|·A.
     """
     logp, _, advantages, mask = batch(seed=6)
     _, grad = run(name, logp, logp.clone(), advantages, mask)
-    differs = ~torch.isclose(-grad, advantages * mask)
+    length = mask.sum(-1, keepdim=True) if name == "luspo" else 1
+    differs = ~torch.isclose(-grad, advantages * mask * length)
     if name == "clip_cov":
         assert differs.sum() <= 1 and (grad[differs] == 0).all()
     else:

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 # Importing the family modules registers them.
-from . import cispo, cov, dppo, dppo_topk, drpo, gmpo, gpg, grpo, gspo, pg, sapo, spo  # noqa: F401
+from . import cispo, cov, dppo, dppo_topk, drpo, gmpo, gpg, grpo, gspo, luspo, pg, sapo, spo, vespo  # noqa: F401
 from . import presets  # noqa: F401  (after the families it refers to)
 from .corrections import (
     Correction,

@@ -364,15 +364,15 @@ register_correction_preset(
     "vllm_importance_sampling_clip_max=3.0, clip_min None (trl/trainer/grpo_config.py, field help and defaults)",
     level="sequence", low=None, high=3.0)
 register_correction_preset(
-    "tis@verl_fp8", "verl docs/advance/fp8.md (FP8 rollout recipe: 'Token-level TIS, C=2', matches BF16); "
+    "tis@verl_fp8", "verl (b178a3c) docs/advance/fp8.md (FP8 rollout recipe: 'Token-level TIS, C=2', matches BF16); "
     "RolloutCorrectionConfig.decoupled_token_is(threshold=2.0), verl/trainer/config/algorithm.py",
     level="token", low=None, high=2.0)
 register_correction_preset(
-    "mis@verl_seq", "verl Seq-MIS: RolloutCorrectionConfig.decoupled_seq_is_rs (rollout_is='sequence' truncated at "
+    "mis@verl_seq", "verl (b178a3c) Seq-MIS: RolloutCorrectionConfig.decoupled_seq_is_rs (rollout_is='sequence' truncated at "
     "2.0, rollout_rs='seq_sum_k1' with '0.5_2.0'), verl/trainer/config/algorithm.py; = sequence ratio kept in "
     "[0.5, 2.0]", level="sequence", low=0.5, high=2.0)
 register_correction_preset(
-    "rs@verl_geo", "verl Geo-RS: RolloutCorrectionConfig.decoupled_geo_rs (rollout_rs='seq_mean_k1', "
+    "rs@verl_geo", "verl (b178a3c) Geo-RS: RolloutCorrectionConfig.decoupled_geo_rs (rollout_rs='seq_mean_k1', "
     "'0.999_1.001'), verl/trainer/config/algorithm.py; verl/trainer/ppo/rollout_corr_helper.py",
     metric="k1", agg="seq_mean", low=0.999, high=1.001)
 register_correction_preset(

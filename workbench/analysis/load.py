@@ -63,10 +63,11 @@ def load_sweep(name: str, root: str | Path | None = None, storage: str | None = 
     params = _parameter_columns(trials, settings)
     varying = [p for p in params if len({_hashable(s.get(p)) for s in settings}) > 1]
 
+    base_correction = ((meta.get("spec") or {}).get("base") or {}).get("correction")
     trial_rows, run_rows, step_rows, hist_rows = [], [], [], []
     for trial, setting in zip(trials, settings):
         objective = trial.user_attrs.get("objective", "?")
-        arm = arm_label(objective, setting, varying)
+        arm = arm_label(objective, setting, varying, setting.get("correction", base_correction))
         base = {"objective": objective, "arm": arm, "trial": trial.number, **setting}
         trial_rows.append({**base, "state": trial.state.name, "value": trial.value,
                            "failure": trial.user_attrs.get("failure"), "seeds": len(trial.user_attrs.get("seeds", []))})
@@ -106,10 +107,22 @@ def _hashable(value: Any) -> Any:
     return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
 
 
-def arm_label(objective: str, setting: dict[str, Any], varying: list[str]) -> str:
-    """'drpo (δ=0.15, advantage_weight=abs)': the objective and the swept parameters that set this arm apart."""
-    shown = [f"{SYMBOLS.get(k, k)}={_format(setting[k])}" for k in varying if k in setting]
-    return f"{objective} ({', '.join(shown)})" if shown else objective
+def arm_label(objective: str, setting: dict[str, Any], varying: list[str], correction: Any = None) -> str:
+    """'drpo (δ=0.15, advantage_weight=abs)': the objective and the swept parameters that set this arm apart;
+    an arm with a mismatch correction names it: 'grpo + tis(token, 2.0)'."""
+    shown = [f"{SYMBOLS.get(k, k)}={_format(setting[k])}" for k in varying if k in setting and k != "correction"]
+    name = objective if correction is None else f"{objective} + {correction_label(correction)}"
+    return f"{name} ({', '.join(shown)})" if shown else name
+
+
+def correction_label(setting: Any) -> str:
+    """'tis(token, 2.0)' for a run config's ``correction:`` (a name, a preset or a mapping); as given if unknown."""
+    from ..objectives import correction_from_setting
+
+    try:
+        return correction_from_setting(setting).label
+    except (ValueError, TypeError, AttributeError):
+        return str(setting)
 
 
 def _format(value: Any) -> str:

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 OBJECTIVE = "objective"
 SWEEP_OWNED = ("objective", "objective_params", "seed", "name", "output_dir", "tracking")
+# RunConfig fields that objective_space may scope to one objective besides its parameters (grpo: {correction: ...}).
+SCOPED_FIELDS = ("correction",)
 Choice = bool | int | float | str | None
 
 
@@ -99,9 +101,11 @@ def suggest(trial: optuna.Trial, spec: Space) -> TrialParams:
 
 def split(objective: str, params: dict[str, Any]) -> TrialParams:
     prefix = f"{objective}."
+    scoped = {k.removeprefix(prefix): v for k, v in params.items() if k.startswith(prefix)}
     return TrialParams(objective,
-                       {k.removeprefix(prefix): v for k, v in params.items() if k.startswith(prefix)},
-                       {k: v for k, v in params.items() if "." not in k and k != OBJECTIVE})
+                       {k: v for k, v in scoped.items() if k not in SCOPED_FIELDS},
+                       {k: v for k, v in params.items() if "." not in k and k != OBJECTIVE}
+                       | {k: v for k, v in scoped.items() if k in SCOPED_FIELDS})
 
 
 def grid_points(spec: Space) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import ConfigError, RunConfig, format_validation_error, load_yaml_mapping
-from .space import SWEEP_OWNED, Dimension
+from .space import SCOPED_FIELDS, SWEEP_OWNED, Dimension
 
 # Keys that do not change what a trial computes: they may differ between launches of one sweep.
 EXECUTION_KEYS = ("workers", "storage", "budget.minutes")
@@ -240,12 +240,13 @@ def check_space(spec: SweepSpec, where: Where) -> None:
             raise where.fail(("objective_space", objective), f"not one of the sweep's objectives {spec.objectives}")
         known = _parameters(objective)
         for key, dim in params.items():
-            if known is not None and key not in known:
+            if known is not None and key not in known and key not in SCOPED_FIELDS:
                 listing = ", ".join(known) or "none"
                 raise where.fail(("objective_space", objective, key),
-                                 f"{objective} has no parameter {key!r} (its parameters: {listing})")
+                                 f"{objective} has no parameter {key!r} (its parameters: {listing}; or "
+                                 f"{', '.join(SCOPED_FIELDS)})")
             _check_values(spec, where.sub("objective_space", objective, key), objective, key, dim,
-                          objective_param=True)
+                          objective_param=key not in SCOPED_FIELDS)
     if spec.sampler == "grid":
         for keys, dim in _all_dimensions(spec):
             if dim.values is None:

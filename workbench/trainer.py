@@ -163,7 +163,7 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
     def _correction_weight(self, mode: str, logp: torch.Tensor, old_logp: torch.Tensor | None,
                            behaviour_logp: torch.Tensor, advantages: torch.Tensor,
                            mask: torch.Tensor) -> CorrectionOutput | None:
-        """The correction's detached weight from this forward's π, TRL's π_old (None: π) and μ: no forward of its own."""
+        """The correction's detached weight from this forward's π, TRL's π_old (None: π) and μ; no forward."""
         if self.correction is None:
             return None
         out = self.correction(logp, old_logp, behaviour_logp, advantages, mask)

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
-from pydantic.fields import FieldInfo
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .common import LOG_RATIO_CLAMP
+from .registry import bind_params, preset_params
 
 Level = Literal["token", "sequence", "geometric"]
 
@@ -77,7 +77,8 @@ class OPSMParams(CorrectionParams):
 
 
 class RSParams(_Bounded):
-    metric: Literal["k1", "k2", "k3"] = Field("k1", description="k1 = −log w, k2 = ½(log w)², k3 = w − 1 − log w")
+    metric: Literal["k1", "k2", "k3"] = Field("k1", description="k1 = −log w, k2 = ½(log w)², "
+                                                                "k3 = w − 1 − log w")
     agg: Literal["token", "seq_sum", "seq_mean", "seq_max"] = Field("seq_mean", description="per token, or the "
                                                                     "sequence's sum, mean or max (verl)")
     low: float | None = Field(None, ge=0, description="k1: lower bound on exp(k1) (None = 1/high, verl); k2/k3: none")
@@ -216,7 +217,8 @@ _REGISTRY: dict[str, CorrectionSpec] = {}
 _PRESETS: dict[str, CorrectionSpec] = {}
 
 
-def register_correction(name: str, params: type[CorrectionParams], paper: str) -> Callable[[CorrectionFn], CorrectionFn]:
+def register_correction(name: str, params: type[CorrectionParams],
+                        paper: str) -> Callable[[CorrectionFn], CorrectionFn]:
     """Register a correction family ``fn(logp, old_logp, behaviour_logp, advantages (B,1)|(B,T), mask, params)``."""
 
     def decorator(fn: CorrectionFn) -> CorrectionFn:
@@ -229,7 +231,8 @@ def register_correction(name: str, params: type[CorrectionParams], paper: str) -
     return decorator
 
 
-@register_correction("tis", TISParams, paper="Yao et al., fengyao.notion.site/off-policy-rl; TRL 1.16 *_truncate; verl rollout_is")
+@register_correction("tis", TISParams,
+                     paper="Yao et al., fengyao.notion.site/off-policy-rl; TRL 1.16 *_truncate; verl rollout_is")
 def tis(logp, old_logp, behaviour_logp, advantages, mask, params: TISParams) -> CorrectionOutput:
     """Truncated importance sampling: c = clamp(π_old/μ, low, high) at the token, sequence or geometric level."""
     ratio = level_log_ratio(mismatch_log_ratio(old_logp, behaviour_logp, mask), mask, params.level).exp()
@@ -303,18 +306,7 @@ def register_correction_preset(name: str, source: str, **params: Any) -> Correct
     if not source:
         raise ValueError(f"correction preset {name!r}: name its source (paper section or recipe file)")
     spec = _REGISTRY[family]
-    model = spec.params_model
-    unknown = sorted(set(params) - set(model.model_fields))
-    if unknown:
-        raise ValueError(f"correction preset {name!r}: {family!r} has no parameter {unknown[0]!r}")
-    try:
-        model(**params)
-    except ValidationError as err:
-        raise ValueError(f"correction preset {name!r}: {err.errors()[0]['msg']}") from None
-    fields: dict[str, Any] = {k: (model.model_fields[k].annotation,
-                                  FieldInfo.merge_field_infos(model.model_fields[k], default=v))
-                              for k, v in params.items()}
-    derived = create_model(f"{model.__name__}_{preset}", __base__=model, **fields)
+    derived = preset_params(f"correction preset {name!r}", family, preset, spec.params_model, params)
     _PRESETS[name] = replace(spec, name=name, params_model=derived, source=source)
     return _PRESETS[name]
 
@@ -340,20 +332,7 @@ def get_correction_spec(name: str) -> CorrectionSpec:
 def get_correction(name: str, **params: Any) -> Correction:
     """Bind a correction (family or ``family@preset``) to validated parameters; errors name the parameter."""
     spec = get_correction_spec(name)
-    unknown = sorted(set(params) - set(spec.params_model.model_fields))
-    if unknown:
-        accepted = ", ".join(spec.params_model.model_fields)
-        raise ValueError(f"correction {spec.name!r} has no parameter {unknown[0]!r}; accepted: {accepted}")
-    try:
-        bound = spec.params_model(**params)
-    except ValidationError as err:
-        first = err.errors()[0]
-        msg = first["msg"].removeprefix("Value error, ")
-        if not first["loc"]:  # a check across parameters: its message starts with the field's name
-            raise ValueError(f"correction {spec.name!r} parameters: {msg}") from None
-        field_name = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"correction {spec.name!r} parameter {field_name!r}: {msg} "
-                         f"(got {first.get('input')!r})") from None
+    bound = bind_params(f"correction {spec.name!r}", spec.params_model, params)
     return Correction(spec, bound)
 
 
@@ -368,9 +347,9 @@ register_correction_preset(
     "RolloutCorrectionConfig.decoupled_token_is(threshold=2.0), verl/trainer/config/algorithm.py",
     level="token", low=None, high=2.0)
 register_correction_preset(
-    "mis@verl_seq", "verl (b178a3c) Seq-MIS: RolloutCorrectionConfig.decoupled_seq_is_rs (rollout_is='sequence' truncated at "
-    "2.0, rollout_rs='seq_sum_k1' with '0.5_2.0'), verl/trainer/config/algorithm.py; = sequence ratio kept in "
-    "[0.5, 2.0]", level="sequence", low=0.5, high=2.0)
+    "mis@verl_seq", "verl (b178a3c) Seq-MIS: RolloutCorrectionConfig.decoupled_seq_is_rs (rollout_is='sequence' "
+    "truncated at 2.0, rollout_rs='seq_sum_k1' with '0.5_2.0'), verl/trainer/config/algorithm.py; = sequence ratio "
+    "kept in [0.5, 2.0]", level="sequence", low=0.5, high=2.0)
 register_correction_preset(
     "rs@verl_geo", "verl (b178a3c) Geo-RS: RolloutCorrectionConfig.decoupled_geo_rs (rollout_rs='seq_mean_k1', "
     "'0.999_1.001'), verl/trainer/config/algorithm.py; verl/trainer/ppo/rollout_corr_helper.py",

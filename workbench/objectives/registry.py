@@ -196,20 +196,28 @@ def register_preset(name: str, source: str, **params: Any) -> ObjectiveSpec:
     if not source:
         raise ValueError(f"preset {name!r}: name its source (paper section or recipe file)")
     spec = _REGISTRY[family]
-    model = spec.params_model
+    derived = preset_params(f"preset {name!r}", family, preset, spec.params_model, params)
+    _PRESETS[name] = replace(spec, name=name, params_model=derived, source=source)
+    return _PRESETS[name]
+
+
+def preset_params(what: str, family: str, preset: str, model: type[BaseModel],
+                  params: dict[str, Any]) -> type[BaseModel]:
+    """``model`` with ``params`` as its defaults (``family@preset``); ``what`` starts the error messages.
+
+    Shared by the objective and the correction registries (objectives.corrections).
+    """
     unknown = sorted(set(params) - set(model.model_fields))
     if unknown:
-        raise ValueError(f"preset {name!r}: {family!r} has no parameter {unknown[0]!r}")
+        raise ValueError(f"{what}: {family!r} has no parameter {unknown[0]!r}")
     try:
         model(**params)  # the preset's own values must validate (pydantic does not check defaults)
     except ValidationError as err:
-        raise ValueError(f"preset {name!r}: {err.errors()[0]['loc']} {err.errors()[0]['msg']}") from None
+        raise ValueError(f"{what}: {err.errors()[0]['loc']} {err.errors()[0]['msg']}") from None
     fields: dict[str, Any] = {k: (model.model_fields[k].annotation,
                                   FieldInfo.merge_field_infos(model.model_fields[k], default=v))
                               for k, v in params.items()}
-    derived = create_model(f"{model.__name__}_{preset}", __base__=model, **fields)
-    _PRESETS[name] = replace(spec, name=name, params_model=derived, source=source)
-    return _PRESETS[name]
+    return create_model(f"{model.__name__}_{preset}", __base__=model, **fields)
 
 
 def available_objectives() -> list[str]:
@@ -237,20 +245,25 @@ def get_spec(name: str) -> ObjectiveSpec:
 def get_objective(name: str, **params: Any) -> Objective:
     """Bind ``name`` to validated parameters; errors name the parameter and list what is accepted."""
     spec = get_spec(name)
-    unknown = sorted(set(params) - set(spec.params_model.model_fields))
+    return Objective(spec, bind_params(f"objective {spec.name!r}", spec.params_model, params))
+
+
+def bind_params(what: str, model: type[BaseModel], params: dict[str, Any]) -> Any:
+    """``model(**params)``, or a one-line ValueError starting with ``what`` that names the parameter and lists the
+    accepted ones. Shared by the objective and the correction registries."""
+    unknown = sorted(set(params) - set(model.model_fields))
     if unknown:
-        accepted = ", ".join(spec.params_model.model_fields) or "none"
-        raise ValueError(f"objective {spec.name!r} has no parameter {unknown[0]!r}; accepted: {accepted}")
+        accepted = ", ".join(model.model_fields) or "none"
+        raise ValueError(f"{what} has no parameter {unknown[0]!r}; accepted: {accepted}")
     try:
-        bound = spec.params_model(**params)
+        return model(**params)
     except ValidationError as err:
         first = err.errors()[0]
+        msg = first["msg"].removeprefix("Value error, ")
         if not first["loc"]:  # a check across parameters: its message names them
-            raise ValueError(f"objective {spec.name!r} parameters: {first['msg']}") from None
+            raise ValueError(f"{what} parameters: {msg}") from None
         field_name = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"objective {spec.name!r} parameter {field_name!r}: {first['msg']} "
-                         f"(got {first.get('input')!r})") from None
-    return Objective(spec, bound)
+        raise ValueError(f"{what} parameter {field_name!r}: {msg} (got {first.get('input')!r})") from None
 
 
 def _load_plugin(path: str) -> ObjectiveSpec:

@@ -1,7 +1,7 @@
 """VESPO: Variational Sequence-Level Soft Policy Optimization, a smooth gamma weight on the sequence ratio.
 
     w_i = exp( clamp( Σ_t clamp(log π_t − log μ_t, ±20), log 1e-8, 20 ) )      sequence ratio (sum, not mean)
-    φ(w) = e^λ · w^k · e^(−λ·w)          normalised so that φ(1) = 1; (k, λ) = (k+, λ+) for A ≥ 0, (k−, λ−) else
+    φ(w) = e^λ · w^k · e^(−λ·w)          φ(1) = 1; (k, λ) = (k+, λ+) for A ≥ 0, (k−, λ−) otherwise
     J_t = sg(φ(w_i))·A·log π_t,          g_t = φ(w_i)·A
 
 No hard clip: φ rises from 0 as w^k below 1 and decays as e^(−λw) above, so a sequence far off-policy in either

@@ -82,8 +82,12 @@ def main_first(fn: Callable[[], T]) -> T:
     return value if ran_here else fn()
 
 
+EXTREMES = {"/max": torch.max, "_max": torch.max, "_min": torch.min}  # name suffix → how ranks combine it
+
+
 def combine_token_metrics(metrics: dict[str, float], tokens: int) -> dict[str, float]:
-    """Each rank's means over its ``tokens`` valid tokens → the means over every rank's tokens; ``*/max`` → max.
+    """Each rank's means over its ``tokens`` valid tokens → the means over every rank's tokens; ``*/max`` and
+    ``*_max`` → the max, ``*_min`` → the min over the ranks that had tokens (``correction/raw_ratio_min``).
 
     Every rank must pass the same keys (one collective).
     """
@@ -91,10 +95,12 @@ def combine_token_metrics(metrics: dict[str, float], tokens: int) -> dict[str, f
     if state.num_processes == 1:
         return metrics
     keys = sorted(metrics)
-    row = [float(tokens)] + [metrics[k] if k.endswith("/max") else metrics[k] * tokens for k in keys]
+    extreme = {k: next((f for suffix, f in EXTREMES.items() if k.endswith(suffix)), None) for k in keys}
+    row = [float(tokens)] + [metrics[k] if extreme[k] else metrics[k] * tokens for k in keys]
     rows = gather(torch.tensor([row], dtype=torch.float64, device=state.device)).cpu()
     total = float(rows[:, 0].sum())
-    return {k: float(rows[:, i].max()) if k.endswith("/max") else float(rows[:, i].sum()) / max(total, 1.0)
+    some = rows[rows[:, 0] > 0] if total > 0 else rows
+    return {k: float(extreme[k](some[:, i])) if extreme[k] else float(rows[:, i].sum()) / max(total, 1.0)
             for i, k in enumerate(keys, start=1)}
 
 

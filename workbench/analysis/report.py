@@ -24,6 +24,7 @@ from .figures import FigureInput, objective_colours, save
 from ..config import ConfigError
 from ..staging import staging_folder
 from .load import Sweep, load_sweep
+from .replay_section import replay_blocks
 
 SEED = 0
 BAND = "band = 95 % t interval over seeds; with fewer than 3 seeds, each seed's own curve instead"
@@ -147,5 +148,6 @@ def _blocks(sweep: Sweep, comparison: Comparison, drawn: dict[str, Path], skippe
             blocks.append(Image(drawn[stem].name, title, caption))
         else:
             blocks.append(Paragraph(f"Not drawn: {skipped[stem]}."))
+    blocks.extend(replay_blocks(sweep))  # "The same batches, every objective" when runs kept batches (issue 19)
     blocks.extend(text.appendix(sweep, comparison))
     return blocks

@@ -6,7 +6,9 @@ median. The top-K objectives are timed twice: without the sampler's top-K (K = 0
 fallback) and with K = 8 (``<name>+top8``). The top-K path also costs the trainer the scoring of π
 at the K ids from the forward's hidden states (``topk_scoring``: a d = 576 head over a 49k vocabulary,
 SmolLM2-135M's shape), timed on the batch's first ``--scoring-rows`` rows (memory) and scaled to the
-whole batch before the ratio to grpo. Prints the table and records it in
+whole batch before the ratio to grpo. Every mismatch correction (``correction:<name>``: the weight and its metrics
+from π_old = π, μ and A, no gradient) is timed on the same batch, also as a ratio to grpo: the trainer adds it to
+the objective's cost. Prints the table and records it in
 bench/results/objectives.json (ratios, not absolute times, are the result: goal ≤ 1.5 for drpo, spo,
 dppo_tv and dppo_kl).
 
@@ -25,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from workbench.objectives import available_objectives, get_objective, get_spec
+from workbench.objectives import available_correction_presets, available_objectives, get_correction, get_objective, \
+    get_spec
 from workbench.topk import policy_logp_at, topk_set
 
 GOAL = {"drpo": 1.5, "spo": 1.5, "dppo_tv": 1.5, "dppo_kl": 1.5}
@@ -61,6 +64,21 @@ def time_objective(name: str, batch: tuple[torch.Tensor, ...], generator: torch.
     start = time.perf_counter()
     out = objective(leaf, behaviour_logp, advantages, mask, generator=generator, **extra)
     out.per_token_loss.sum().backward()
+    return time.perf_counter() - start
+
+
+# Each family at each level or aggregation, besides the presets.
+CORRECTIONS = {"tis": {}, "tis/sequence": {"level": "sequence"}, "tis/geometric": {"level": "geometric"},
+               "mis/token": {"level": "token", "low": 0.5}, "mis": {}, "opsm": {}, "rs/token_k3": {"metric": "k3",
+               "agg": "token", "high": 0.01}, "rs/seq_max_k2": {"metric": "k2", "agg": "seq_max", "high": 0.01}}
+
+
+def time_correction(name: str, params: dict, batch: tuple[torch.Tensor, ...]) -> float:
+    """Seconds for the correction's weight and metrics (π_old = π: a batch's only update)."""
+    logp, behaviour_logp, advantages, mask = batch
+    correction = get_correction(name.partition("/")[0], **params)
+    start = time.perf_counter()
+    correction(logp, None, behaviour_logp, advantages, mask)
     return time.perf_counter() - start
 
 
@@ -106,6 +124,9 @@ def main() -> None:
     for name in available_objectives():
         if get_spec(name).uses_top_k:
             jobs[f"{name}+top{k}"] = lambda n=name: time_objective(n, batch, generator, top_k=top_k)
+    corrections = {**CORRECTIONS, **{name: {} for name in available_correction_presets()}}
+    for name, params in corrections.items():
+        jobs[f"correction:{name}"] = lambda n=name, p=params: time_correction(n, p, batch)
     jobs["topk_scoring"] = lambda: time_scoring(head, hidden, batch[0][:rows], completion, ids) * shape[0] / rows
     names = list(jobs)
     order = random.Random(0)
@@ -127,8 +148,11 @@ def main() -> None:
         verdict = "" if goal is None else f"≤ {goal} {'ok' if ratio <= goal else 'MISSED'}"
         print(f"{name:18s} {medians[name] * 1e3:8.2f} {ratio:8.2f}  {verdict}")
     top_k_path = {name: round(ratios[name], 3) for name in ratios if "+top" in name or name == "topk_scoring"}
+    correction_cost = {name: round(ratios[name], 3) for name in ratios if name.startswith("correction:")}
     result = {"shape": list(shape), "reps": opts.reps, "threads": torch.get_num_threads(), "top_k": k,
-              "ratio_to_grpo": {n: round(v, 3) for n, v in ratios.items() if n not in top_k_path},
+              "ratio_to_grpo": {n: round(v, 3) for n, v in ratios.items()
+                                if n not in top_k_path and n not in correction_cost},
+              "correction_ratio_to_grpo": correction_cost,
               "top_k_path_ratio_to_grpo": top_k_path,
               "median_ms": {n: round(v * 1e3, 3) for n, v in medians.items()},
               "goal": {n: f"ratio <= {v}" for n, v in GOAL.items()}}

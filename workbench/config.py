@@ -108,8 +108,21 @@ class RunConfig(BaseModel):
     )
 
     # Where μ comes from.
-    rollout_precision: Literal["fp32", "bf16", "fp16", "fp8"] = Field(
-        "fp32", description="precision of the sampling copy of the policy (fp8 simulated by a weight round-trip)"
+    rollout_precision: Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"] = Field(
+        "fp32", description="precision of the sampling copy of the policy (fp8 simulated by a weight round-trip; "
+                            "int8/int4: weight-only GGUF Q8_0/Q4_1 blocks of 32, fp32 compute)"
+    )
+    rollout_lag: int = Field(
+        0, ge=0, description="asynchronous staleness: the batch trained at optimizer step t is sampled by the "
+                             "weights of step t − k (0 = the current weights)"
+    )
+    sampling_top_p: float = Field(1.0, gt=0, le=1, description="nucleus truncation of the sampler (1 = off)")
+    sampling_top_k: int = Field(0, ge=0, description="top-k truncation of the sampler (0 = off; not rollout_top_k, "
+                                                     "which is how many log-probs the sampler returns)")
+    sampling_min_p: float = Field(0.0, ge=0, lt=1, description="min-p truncation of the sampler (0 = off)")
+    behaviour_logprobs: Literal["processed", "raw"] = Field(
+        "processed", description="μ under truncated sampling: processed = the truncated, renormalised sampling "
+                                 "distribution (vLLM's default); raw = the model's full softmax at the temperature"
     )
     train_precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32 or bf16 autocast for training")
     num_iterations: int = Field(1, ge=1, description="updates per generated batch (μ stays frozen across them)")

@@ -20,7 +20,7 @@ from .batches import BatchKeeper
 from .config import TRL_LOSSES, ConfigError, RunConfig, machine_error
 from .objectives import Objective, correction_from_setting, get_objective
 from .ranks import main_first, main_then_share, processes, sigterm_fails_the_run
-from .rollout import RolloutEngine
+from .rollout import RolloutEngine, Truncation
 from .models import gguf_source, load_policy
 from .tasks import Task, evaluate, get_task
 from .tasks.chat import chat_dataset, use_chat
@@ -203,7 +203,9 @@ def train(run: PreparedRun, progress: bool = False,
             recorder.log_scalars(0, summary["base_eval"])
             # The sampler copy must be taken before the trainer patches the policy's forward.
             engine = RolloutEngine(run.model, run.tokenizer, cfg.rollout_precision, cfg.max_completion_length,
-                                   cfg.temperature, cfg.sampler_top_k)
+                                   cfg.temperature, cfg.sampler_top_k, lag=cfg.rollout_lag,
+                                   truncation=Truncation(cfg.sampling_top_p, cfg.sampling_top_k, cfg.sampling_min_p,
+                                                         cfg.behaviour_logprobs))
             trainer = WorkbenchGRPOTrainer(
                 model=run.model,
                 reward_funcs=[run.task.reward],
@@ -218,7 +220,7 @@ def train(run: PreparedRun, progress: bool = False,
                 histogram_bins=cfg.tracking.histogram_bins,
                 objective_seed=cfg.seed,
                 top_k_store=engine.top_k_store,
-                callbacks=[eval_cb],
+                callbacks=[eval_cb, engine],  # the engine keeps its lag snapshots before each optimizer step
             )
             eval_cb.trainer = trainer
             trainer.correction = correction_from_setting(cfg.correction)  # None = off
@@ -233,6 +235,8 @@ def train(run: PreparedRun, progress: bool = False,
             if machine_error(err):
                 raise  # a full disk or unwritable folder is not the run's failure: the caller stops (sweeps re-run it)
             status = STATUS_FAILED
+            if isinstance(err, FloatingPointError):  # the trainer's non-finite loss
+                recorder.nonfinite_loss = True
             summary["failure"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             summary["eval"] = eval_cb.last
     recorder.finish(status, **summary)

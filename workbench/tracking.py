@@ -6,7 +6,7 @@ A run folder holds
     scalars.jsonl      one line per logged step: {"step", "wall_time", <metric>: value, ...}
     histograms.jsonl   one line per histogram: {"step", "name", "edges": [...], "counts": [...]}
     summary.json       status, seed, versions, machine (CPU, kernels, threads), wall time, base and final eval,
-                       flags, W&B run path
+                       flags, W&B run path, stability (collapse_step, max_grad_norm, nonfinite_loss)
 
 Lines are appended and flushed as they are produced and summary.json is replaced atomically, so a
 killed run keeps everything it logged; reports read this folder, never W&B's servers.
@@ -101,8 +101,39 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+COLLAPSE_WINDOW = 10  # steps in the moving average of reward/mean that collapse_step reads
+
+
+def collapse_step(rewards: list[tuple[int, float]], window: int = COLLAPSE_WINDOW) -> int | None:
+    """The step from which the run stayed collapsed to its end, or None.
+
+    ``rewards`` are (step, reward/mean) in step order. With m_i the mean of the ``window`` rewards ending at i
+    and p_i = max(m_1 … m_i) its running peak, a run has collapsed from the first i such that m_j < p_j / 2 for
+    every j ≥ i to the last step (a dip that recovers above half the peak is not a collapse). Only full windows
+    count, and a peak ≤ 0 never collapses (half of it is no drop).
+    """
+    values = [r for _, r in rewards]
+    if len(values) < window:
+        return None
+    sums = np.cumsum([0.0, *values])
+    averages = (sums[window:] - sums[:-window]) / window  # m_i for i = window−1 … n−1
+    peaks = np.maximum.accumulate(averages)
+    below = (averages < peaks / 2) & (peaks > 0)
+    if not below[-1]:
+        return None
+    start = len(below) - int(np.argmin(below[::-1])) if not below.all() else 0
+    return int(rewards[start + window - 1][0])
+
+
 class RunRecorder:
-    """Appends a run's scalars and histograms to its folder and mirrors them to W&B."""
+    """Appends a run's scalars and histograms to its folder and mirrors them to W&B.
+
+    It also follows the run's stability as the steps go by (``reward/mean``, ``grad_norm``, a non-finite ``loss``
+    or ``grad_norm``) and writes ``collapse_step``, ``max_grad_norm`` and ``nonfinite_loss`` into the summary at
+    the end; ``nonfinite_loss`` may also be set by the trainer (NaN is not recorded) or by the runner.
+    """
+
+    nonfinite_loss = False
 
     def __init__(self, run_dir: Path, config: dict[str, Any], wandb_run: Any | None = None):
         self.run_dir = Path(run_dir)
@@ -125,6 +156,7 @@ class RunRecorder:
         self.update_summary()
 
     def log_scalars(self, step: int, metrics: dict[str, float]) -> None:
+        self._follow_stability(step, metrics)
         row = {"step": step, "wall_time": time.time() - self.started, **metrics}
         self._scalars.write(json.dumps(row) + "\n")
         self._scalars.flush()
@@ -145,6 +177,25 @@ class RunRecorder:
         if wandb_payload:
             self.wandb_run.log(wandb_payload, step=step)
 
+    def _follow_stability(self, step: int, metrics: dict[str, float]) -> None:
+        if not hasattr(self, "_rewards"):
+            self._rewards: list[tuple[int, float]] = []
+            self._max_grad_norm: float | None = None
+        if "reward/mean" in metrics:
+            self._rewards.append((step, float(metrics["reward/mean"])))
+        norm = metrics.get("grad_norm")
+        if norm is not None and np.isfinite(norm):
+            self._max_grad_norm = max(float(norm), self._max_grad_norm or 0.0)
+        if not all(np.isfinite(metrics[k]) for k in ("loss", "grad_norm") if k in metrics):
+            self.nonfinite_loss = True
+
+    def stability(self) -> dict[str, Any]:
+        """collapse_step (by :func:`collapse_step`), max_grad_norm (the largest logged, before clipping) and
+        nonfinite_loss, as written into the summary when the run finishes."""
+        rewards = getattr(self, "_rewards", [])
+        return {"collapse_step": collapse_step(rewards), "max_grad_norm": getattr(self, "_max_grad_norm", None),
+                "nonfinite_loss": self.nonfinite_loss}
+
     def update_summary(self, **fields: Any) -> None:
         self.summary.update(fields)
         write_json_atomic(self.run_dir / "summary.json", self.summary)
@@ -158,7 +209,7 @@ class RunRecorder:
         """Close the record; a W&B failure never loses the local one."""
         self._scalars.close()
         self._histograms.close()
-        self.update_summary(status=status, wall_time=time.time() - self.started, **fields)
+        self.update_summary(status=status, wall_time=time.time() - self.started, **self.stability(), **fields)
         if self.wandb_run is not None:
             self.wandb_run.summary.update({k: v for k, v in fields.items() if isinstance(v, (int, float, str))})
             self.wandb_run.finish(exit_code=0 if status == STATUS_FINISHED else 1)

@@ -29,7 +29,7 @@ with contextlib.redirect_stdout(io.StringIO()):
 
 from .objectives import Correction, CorrectionOutput, Objective
 from .objectives.corrections import HISTOGRAM as CORRECTION_HISTOGRAM
-from .objectives.common import masked_mean, shift_metrics
+from .objectives.common import masked_mean, mismatch_metrics, shift_metrics
 from .ranks import combine_token_metrics, gather_arrays, gather_values
 from .topk import TopKStore, capture_hidden, top_k_inputs
 
@@ -41,10 +41,12 @@ REQUIRED_INPUTS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_ma
 OFF_POLICY_TOL = 1e-5
 
 # Logged every step for every objective; families add their frac/* (see objectives) and evals add eval/*.
+MISMATCH = ("mismatch/kl", "mismatch/k3_kl", "mismatch/chi2_token", "mismatch/chi2_seq", "mismatch/log_ppl_abs_diff",
+            "mismatch/ppl_ratio", "mismatch/is_ess")  # π_old against μ (objectives.common.mismatch_metrics)
 SCALARS = ("reward/mean", "entropy/mean", "tv/mean", "tv/max", "ratio/mean", "frac/off_policy", "grad_norm",
-           "behaviour/frac_rare", "behaviour/frac_very_rare", "behaviour/median_prob")
+           "behaviour/frac_rare", "behaviour/frac_very_rare", "behaviour/median_prob", "rollout/lag", *MISMATCH)
 HISTOGRAMS = ("grad_weight/all", "grad_weight/pos_adv", "grad_weight/neg_adv", "grad_weight/normalised",
-              "shift/signed", "entropy/tokens", "behaviour/log10_prob", CORRECTION_HISTOGRAM)
+              "shift/signed", "entropy/tokens", "behaviour/log10_prob", CORRECTION_HISTOGRAM, "ratio/log")
 
 # The token regime (DESIGN.md): ratio clips and divergence trust regions disagree only on rare tokens.
 RARE_PROB, VERY_RARE_PROB = 0.1, 0.01
@@ -108,7 +110,8 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
                     model, input_ids, attention_mask, logits_to_keep, compute_entropy=True)
             # TRL's own loss, made off-policy against the real sampler (see _trl_loss).
             loss, corrected = self._trl_loss(model, inputs, logp, behaviour_logp, mask, mode)
-            self._record_step(mode, logp, behaviour_logp, inputs["advantages"], mask, entropies, corrected)
+            self._record_step(mode, logp, behaviour_logp, inputs["advantages"], mask, entropies, corrected,
+                              inputs.get("old_per_token_logps"))
             return loss
 
         store = self.top_k_store if self.objective.spec.uses_top_k else None
@@ -142,7 +145,8 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             raise FloatingPointError(f"loss is {loss.item()} at step {self.state.global_step}")
         if self._histogram_step() and logp.requires_grad:
             self._hook_gradient_weight(logp, weights, advantages, mask)
-        self._record_step(mode, logp, behaviour_logp, advantages, mask, entropies, out.metrics | corrected)
+        self._record_step(mode, logp, behaviour_logp, advantages, mask, entropies, out.metrics | corrected,
+                          inputs.get("old_per_token_logps"))
         return loss
 
     # ---- kept batches (workbench replay) -----------------------------------------------------------
@@ -235,7 +239,11 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
 
     @torch.no_grad()
     def _record_step(self, mode: str, logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: torch.Tensor,
-                     mask: torch.Tensor, entropies: torch.Tensor, objective_metrics: dict[str, float]) -> None:
+                     mask: torch.Tensor, entropies: torch.Tensor, objective_metrics: dict[str, float],
+                     old_logp: torch.Tensor | None = None) -> None:
+        """Per-step diagnostics; ``old_logp`` is log π_old (TRL's, when a batch serves several updates; else π_old
+        = π, this forward detached): ``mismatch/*`` measure the sampler against it, ``rollout/lag`` is the age of
+        the sampler's weights in optimizer steps."""
         m = mask.float()
         shift = (logp.float().exp() - behaviour_logp.float().exp())
         valid = m > 0
@@ -245,6 +253,8 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             **shift_metrics(logp, behaviour_logp, m),
             "frac/off_policy": float(masked_mean(((logp.float() - behaviour_logp.float()).abs() > OFF_POLICY_TOL)
                                                  .float(), m)),
+            **mismatch_metrics(logp if old_logp is None else old_logp, behaviour_logp, m),
+            "rollout/lag": float(getattr(self.rollout_func, "served_lag", 0)),
         }
         if self.accelerator.num_processes > 1:
             # Every rank's tokens, so that N processes log what one process logs for the same global batch
@@ -262,6 +272,7 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             self._hist["entropy/tokens"].append(entropies.float()[valid].numpy(force=True))
             log10_mu = behaviour_logp.float()[valid] / math.log(10)
             self._hist["behaviour/log10_prob"].append(log10_mu.clamp(min=LOG10_PROB_RANGE[0]).numpy(force=True))
+            self._hist["ratio/log"].append((logp.float() - behaviour_logp.float())[valid].numpy(force=True))
 
     # ---- logging ---------------------------------------------------------------------------------
 
@@ -277,6 +288,8 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             scalars["reward/mean"] = scalars.pop("reward")
         scalars.update(self.extra_scalars)
         self.extra_scalars = {}
+        if any(math.isnan(scalars[k]) for k in ("loss", "grad_norm") if k in scalars):
+            self.recorder.nonfinite_loss = True  # NaN is not recorded: say so in the summary
         self.recorder.log_scalars(step, {k: v for k, v in scalars.items() if not math.isnan(v)})
         if self._hist:
             arrays = {name: np.concatenate(parts) for name, parts in self._hist.items()}

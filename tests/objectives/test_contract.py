@@ -9,18 +9,23 @@ from workbench.objectives import available_objectives, get_objective
 from workbench.objectives.common import shift_metrics
 
 SHIFT_METRICS = {"tv/mean", "tv/max", "ratio/mean"}
+TRUST_REGION = "frac/trust_region"  # every built-in family: the tokens whose gradient its trust region changed
 FAMILY_METRICS = {
-    "grpo": {"frac/clipped"},
-    "clip_cov": {"frac/clipped", "frac/masked"},
-    "dppo_tv": {"frac/masked"},
-    "dppo_kl": {"frac/masked"},
-    "drpo": {"frac/negative_weight"},
-    "spo": {"frac/negative_weight"},
-    "cispo": {"frac/clipped"},
-    "gspo": {"frac/clipped"},
-    "gmpo": {"frac/clipped"},
-    "dppo_topk_tv": {"frac/masked"},
-    "dppo_topk_kl": {"frac/masked"},
+    "pg": {TRUST_REGION},
+    "gpg": {TRUST_REGION},
+    "grpo": {"frac/clipped", TRUST_REGION},
+    "clip_cov": {"frac/clipped", "frac/masked", TRUST_REGION},
+    "kl_cov": {TRUST_REGION},
+    "dppo_tv": {"frac/masked", TRUST_REGION},
+    "dppo_kl": {"frac/masked", TRUST_REGION},
+    "drpo": {"frac/negative_weight", TRUST_REGION},
+    "spo": {"frac/negative_weight", TRUST_REGION},
+    "cispo": {"frac/clipped", TRUST_REGION},
+    "gspo": {"frac/clipped", TRUST_REGION},
+    "sapo": {TRUST_REGION},
+    "gmpo": {"frac/clipped", TRUST_REGION},
+    "dppo_topk_tv": {"frac/masked", TRUST_REGION},
+    "dppo_topk_kl": {"frac/masked", TRUST_REGION},
 }
 NAMES = available_objectives()
 

@@ -263,6 +263,9 @@ def _run_facts(record: RunRecord, metric: str) -> dict[str, Any]:
         "last_step": int(last.get("step", 0)),
         "wall_time": summary.get("wall_time", last.get("wall_time", np.nan)),
         "updates_per_batch": updates_per_batch(record.config),
+        # Stability (issue 16): None = never collapsed; runs recorded before summaries held it say so.
+        "collapse_step": summary.get("collapse_step"),
+        "stability_recorded": "collapse_step" in summary,
     }
 
 

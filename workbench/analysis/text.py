@@ -177,7 +177,27 @@ def tables(sweep: Sweep, comparison: Comparison) -> list[Block]:
             ("objective", "arm", "points", "a", "b", "predicted ceiling at H = 0 (b − a)", "R²"),
             tuple((o, arm, str(f.points), f"{f.a:.4g}", f"{f.b:.4g}", _num(f.ceiling), f"{f.r2:.2f}")
                   for o, arm, f in fits))]
-    return blocks + token_regime(regime.sweep_profile(sweep))
+    return blocks + stability(sweep) + token_regime(regime.sweep_profile(sweep))
+
+
+def stability(sweep: Sweep) -> list[Block]:
+    """Per arm: how many seeds collapsed (summary.json collapse_step) and the worst seed's final metric."""
+    runs = sweep.finished
+    if runs.empty or "stability_recorded" not in runs:
+        return []
+    rows = []
+    for arm, group in runs.groupby("arm", sort=True):
+        recorded = group[group["stability_recorded"].astype(bool)]
+        collapsed = recorded["collapse_step"].notna()
+        worst = group.loc[group["final"].idxmin()]
+        steps = ", ".join(str(int(s)) for s in recorded.loc[collapsed, "collapse_step"])
+        rows.append((str(arm), f"{int(collapsed.sum())}/{len(recorded)}" if len(recorded) else "not recorded",
+                     steps or "—", _num(group["final"].mean()), f"{_num(worst['final'])} (seed {int(worst['seed'])})"))
+    return [Heading("Stability", 3), Paragraph(
+        "Seeds whose run collapsed: the 10-step moving average of reward/mean fell under half of its running peak "
+        f"and stayed there to the end (the step it did so is listed). Beside the mean final {sweep.metric}, the "
+        "worst seed's."), Table(("arm", "collapsed seeds", "collapse steps", f"mean {sweep.metric}",
+                                 f"worst seed's {sweep.metric}"), tuple(rows))]
 
 
 def token_regime(profile: regime.TokenProfile | None) -> list[Block]:

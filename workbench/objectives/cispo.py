@@ -32,4 +32,5 @@ def cispo(logp, behaviour_logp, advantages, mask, params: CISPOParams, generator
         weight = ratio.clamp(min=low, max=1 + params.epsilon_high)
     metrics: dict[str, float] = {}
     metrics["frac/clipped"] = masked_fraction(weight != ratio, mask)
+    metrics["frac/trust_region"] = metrics["frac/clipped"]  # the weight was clipped (the gradient is kept)
     return ObjectiveOutput(-weight * advantages * logp * mask, metrics)

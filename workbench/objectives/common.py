@@ -10,6 +10,10 @@ from pydantic import Field
 # exp(±20) keeps r finite in fp16/bf16 while being far outside any trust region.
 LOG_RATIO_CLAMP = 20.0
 
+# frac/trust_region of a smooth trust region (DRPO, SPO, SAPO's gate): a token counts as touched once its gradient
+# weight differs from the unregularised r·A by more than this fraction (an opposite sign always does).
+TRUST_REGION_TOLERANCE = 0.1
+
 
 # The parameter grpo, dppo_tv and dppo_kl declare (decoupled or "recompute" trust regions, Stable-RL / MiniRL).
 TrustRegionAgainst = Annotated[Literal["behaviour", "old"], Field(
@@ -48,6 +52,39 @@ def shift_metrics(logp: torch.Tensor, behaviour_logp: torch.Tensor, mask: torch.
             "tv/mean": float(masked_mean(tv, m)),
             "tv/max": float((tv * m).max()) if tv.numel() else 0.0,  # tv ≥ 0: masked tokens count as 0
             "ratio/mean": float(masked_mean(ratio, m)),
+        }
+
+
+def mismatch_metrics(old_logp: torch.Tensor, behaviour_logp: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """mismatch/*: how far the sampler (μ) is from π_old (the training weights when the batch's updates begin).
+
+    On valid tokens, with ρ = π_old/μ (log ρ clamped at ±20 as everywhere): ``kl`` = mean(log μ − log π_old) (k1
+    estimator of KL(μ‖π_old)), ``k3_kl`` = mean(ρ − log ρ − 1), ``chi2_token`` = mean(ρ²) − 1, ``chi2_seq`` =
+    mean over sequences of (Π_t ρ_t)² − 1, ``log_ppl_abs_diff`` = mean over sequences of |mean_t log μ − mean_t
+    log π_old|, ``ppl_ratio`` = mean over sequences of exp(mean_t log μ − mean_t log π_old) (π_old's perplexity
+    over μ's), ``is_ess`` = (Σρ)² / (N·Σρ²), the normalised effective sample size of the token ratios (1 when
+    μ = π_old). verl's ``rollout_corr/*`` of the same names compute the same quantities (its ESS on truncated
+    weights); sequences with no valid token are left out of the sequence means.
+    """
+    with torch.no_grad():
+        m = mask.float()
+        log_rho = log_ratio(old_logp.float(), behaviour_logp.float()) * m
+        rho = log_rho.exp()
+        valid_seq = m.sum(-1) > 0
+        if not valid_seq.any():  # every name still present: ranks combine the same keys
+            return {"mismatch/kl": 0.0, "mismatch/k3_kl": 0.0, "mismatch/chi2_token": 0.0, "mismatch/chi2_seq": 0.0,
+                    "mismatch/log_ppl_abs_diff": 0.0, "mismatch/ppl_ratio": 1.0, "mismatch/is_ess": 1.0}
+        seq_log_rho = log_rho.sum(-1).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)[valid_seq]
+        log_ppl_diff = (-log_rho.sum(-1) / m.sum(-1).clamp(min=1.0))[valid_seq]  # mean log μ − mean log π_old
+        rho_sum, rho_sq_sum = (rho * m).sum(), (rho.square() * m).sum()
+        return {
+            "mismatch/kl": float(masked_mean(-log_rho, m)),
+            "mismatch/k3_kl": float(masked_mean(rho - log_rho - 1, m)),
+            "mismatch/chi2_token": float(masked_mean(rho.square(), m) - 1),
+            "mismatch/chi2_seq": float((2 * seq_log_rho).exp().mean() - 1),
+            "mismatch/log_ppl_abs_diff": float(log_ppl_diff.abs().mean()),
+            "mismatch/ppl_ratio": float(log_ppl_diff.exp().mean()),
+            "mismatch/is_ess": float(rho_sum.square() / (m.sum() * rho_sq_sum)),
         }
 
 

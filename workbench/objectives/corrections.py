@@ -97,14 +97,17 @@ class RSParams(_Bounded):
 
 @dataclass
 class CorrectionOutput:
-    """weight: (B, T) or (B, 1), detached, multiplies the per-token loss. metrics: METRIC_NAMES over valid tokens.
-
-    ``log_weight``: log c at every valid token whose weight is not 0 (the ``correction/log_weight`` histogram).
-    """
+    """weight: (B, T) or (B, 1), detached, multiplies the per-token loss. metrics: METRIC_NAMES over valid tokens."""
 
     weight: torch.Tensor
     metrics: dict[str, float] = field(default_factory=dict)
-    log_weight: torch.Tensor | None = None
+    mask: torch.Tensor | None = None  # the valid tokens, for log_weight
+
+    @property
+    def log_weight(self) -> torch.Tensor:
+        """log c at every valid token whose weight is not 0 (the ``correction/log_weight`` histogram), 1-D."""
+        weight = self.weight if self.mask is None else self.weight.expand(self.mask.shape)[self.mask > 0]
+        return weight[weight > 0].log()
 
 
 CorrectionFn = Callable[..., CorrectionOutput]
@@ -193,22 +196,30 @@ def level_log_ratio(log_w: torch.Tensor, mask: torch.Tensor, level: str) -> torc
 
 def correction_metrics(weight: torch.Tensor, raw_ratio: torch.Tensor, truncated: torch.Tensor,
                        masked: torch.Tensor, mask: torch.Tensor) -> CorrectionOutput:
-    """Package ``weight`` with METRIC_NAMES over valid tokens (sequence-level tensors broadcast to their tokens)."""
-    full = mask.shape
-    weight_t, raw_t = weight.expand(full), raw_ratio.expand(full)
-    valid = mask > 0
-    n = int(valid.sum())
-    raw = raw_t[valid]
+    """Package ``weight`` with METRIC_NAMES over valid tokens (sequence-level tensors count once per token).
+
+    Masked sums, not boolean indexing: this runs at every step, beside the objective.
+    """
+    n = float(mask.sum())
+    if n == 0:
+        zeros = {"correction/weight_mean": 0.0, "correction/frac_truncated": 0.0, "correction/frac_masked": 0.0}
+        return CorrectionOutput(weight, zeros | {f"correction/raw_ratio_{s}": 1.0 for s in ("min", "mean", "max")},
+                                mask)
+
+    def mean(x: torch.Tensor) -> float:
+        counts = mask if x.shape == mask.shape else mask.sum(-1, keepdim=True)  # a sequence's value counts per token
+        return float((x * counts).sum() / n)
+
+    valid = (mask > 0) if raw_ratio.shape == mask.shape else (mask.sum(-1, keepdim=True) > 0)
     metrics = {
-        "correction/weight_mean": float(weight_t[valid].mean()) if n else 0.0,
-        "correction/frac_truncated": float(truncated.expand(full)[valid].to(mask.dtype).mean()) if n else 0.0,
-        "correction/frac_masked": float(masked.expand(full)[valid].to(mask.dtype).mean()) if n else 0.0,
-        "correction/raw_ratio_min": float(raw.min()) if n else 1.0,
-        "correction/raw_ratio_mean": float(raw.mean()) if n else 1.0,
-        "correction/raw_ratio_max": float(raw.max()) if n else 1.0,
+        "correction/weight_mean": mean(weight),
+        "correction/frac_truncated": mean(truncated.to(mask.dtype)),
+        "correction/frac_masked": mean(masked.to(mask.dtype)),
+        "correction/raw_ratio_min": float(raw_ratio.masked_fill(~valid, math.inf).min()),
+        "correction/raw_ratio_mean": mean(raw_ratio),
+        "correction/raw_ratio_max": float(raw_ratio.masked_fill(~valid, -math.inf).max()),
     }
-    kept = weight_t[valid]
-    return CorrectionOutput(weight, metrics, kept[kept > 0].log())
+    return CorrectionOutput(weight, metrics, mask)
 
 
 # ---- the families ----------------------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ def clip_cov(logp, behaviour_logp, advantages, mask, params: ClipCovParams, gene
     metrics: dict[str, float] = {}
     metrics["frac/clipped"] = masked_fraction(is_clipped, mask)
     metrics["frac/masked"] = masked_fraction(detached, mask)
+    metrics["frac/trust_region"] = masked_fraction(is_clipped | detached, mask)  # PPO's clip, then the selection
     return ObjectiveOutput(-objective * mask, metrics)
 
 
@@ -81,4 +82,4 @@ def kl_cov(logp, behaviour_logp, advantages, mask, params: KLCovParams, generato
     penalised = torch.zeros_like(cov, dtype=torch.bool)
     penalised.view(-1)[cov.flatten().topk(selected_count(params.ratio, mask)).indices] = True
     objective = log_r.exp() * advantages - params.beta * log_r.abs() * penalised
-    return ObjectiveOutput(-objective * mask)
+    return ObjectiveOutput(-objective * mask, {"frac/trust_region": masked_fraction(penalised, mask)})

@@ -68,6 +68,7 @@ def _dppo(logp, behaviour_logp, reference, advantages, mask, outside: torch.Tens
         grad_weight = log_r.exp_().clamp_(max=clip_c).masked_fill_(dropped, 0.0) * advantages * mask
     metrics: dict[str, float] = {}
     metrics["frac/masked"] = masked_fraction(dropped, mask)
+    metrics["frac/trust_region"] = metrics["frac/masked"]
     return ObjectiveOutput(-grad_weight * logp, metrics)
 
 

@@ -37,4 +37,5 @@ def gmpo(logp, behaviour_logp, advantages, mask, params: GMPOParams, generator=N
     handle = torch.where(is_clipped, torch.ones_like(logp), token_handle(logp))
     metrics: dict[str, float] = {}
     metrics["frac/clipped"] = masked_fraction(is_clipped, mask)
+    metrics["frac/trust_region"] = metrics["frac/clipped"]
     return ObjectiveOutput(-advantages * seq_ratio * handle * mask, metrics)

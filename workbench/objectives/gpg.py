@@ -16,4 +16,4 @@ from .registry import ObjectiveOutput, register_objective
 @register_objective("gpg", paper="arXiv 2504.02546")
 def gpg(logp, behaviour_logp, advantages, mask, params, generator=None) -> ObjectiveOutput:
     """REINFORCE A·log π, with no importance weight and no trust region."""
-    return ObjectiveOutput(-advantages * logp * mask)
+    return ObjectiveOutput(-advantages * logp * mask, {"frac/trust_region": 0.0})  # no trust region

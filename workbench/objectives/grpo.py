@@ -42,6 +42,7 @@ def grpo(logp, behaviour_logp, advantages, mask, params: GRPOParams, generator=N
         is_clipped = is_clipped | dual
         metrics["frac/dual_clipped"] = masked_fraction(dual, mask)
     metrics["frac/clipped"] = masked_fraction(is_clipped, mask)
+    metrics["frac/trust_region"] = metrics["frac/clipped"]  # the clip (and dual clip) took the gradient away
     if reference is not behaviour_logp:  # the rest of the importance weight, π_old/μ, as a constant
         objective = objective * log_ratio(reference, behaviour_logp).exp()
     return ObjectiveOutput(-objective * mask, metrics)

@@ -33,4 +33,5 @@ def gspo(logp, behaviour_logp, advantages, mask, params: GSPOParams, generator=N
                                      params.epsilon_high)
     metrics: dict[str, float] = {}
     metrics["frac/clipped"] = masked_fraction(is_clipped, mask)
+    metrics["frac/trust_region"] = metrics["frac/clipped"]
     return ObjectiveOutput(-objective * mask, metrics)

@@ -15,4 +15,4 @@ from .registry import ObjectiveOutput, register_objective
 def pg(logp, behaviour_logp, advantages, mask, params, generator=None) -> ObjectiveOutput:
     """Importance-weighted policy gradient r·A, with no trust region at all."""
     ratio = log_ratio(logp, behaviour_logp).exp()
-    return ObjectiveOutput(-ratio * advantages * mask)
+    return ObjectiveOutput(-ratio * advantages * mask, {"frac/trust_region": 0.0})  # no trust region

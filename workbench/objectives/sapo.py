@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .common import log_ratio
+from .common import TRUST_REGION_TOLERANCE, log_ratio, masked_fraction
 from .registry import ObjectiveOutput, ObjectiveParams, register_objective
 
 
@@ -28,5 +28,8 @@ def sapo(logp, behaviour_logp, advantages, mask, params: SAPOParams, generator=N
     """Soft sigmoid gate on the ratio, 4/τ·σ(τ(r−1))·A, with separate temperatures by the advantage's sign."""
     ratio = log_ratio(logp, behaviour_logp).exp()
     tau = torch.where(advantages > 0, params.temperature_pos, params.temperature_neg)
-    objective = torch.sigmoid(tau * (ratio - 1)) * 4 / tau * advantages
-    return ObjectiveOutput(-objective * mask)
+    gate = torch.sigmoid(tau * (ratio - 1))
+    objective = gate * 4 / tau * advantages
+    # g = 4σ(1−σ)·r·A: the gate changed the gradient where 4σ(1−σ) departs from 1 by more than 10%.
+    touched = (4 * gate.detach() * (1 - gate.detach()) - 1).abs() > TRUST_REGION_TOLERANCE
+    return ObjectiveOutput(-objective * mask, {"frac/trust_region": masked_fraction(touched, mask)})

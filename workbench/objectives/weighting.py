@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
-from .common import negative_weight_fraction
+from .common import TRUST_REGION_TOLERANCE, masked_fraction, negative_weight_fraction
 from .registry import ObjectiveOutput
 
 # The parameter type DRPO and SPO declare: `advantage_weight: AdvantageWeight = "abs"`.
@@ -43,4 +43,8 @@ def regularised_ratio(
     # g/r has the sign of g.
     metrics["frac/negative_weight"] = negative_weight_fraction(advantages - weight * shift.detach() / size,
                                                                advantages, mask)
+    # The trust region changed the gradient where g departs from r·A by more than 10% (opposite signs included):
+    # |g − r·A| = r·|w(A)·shift/size| against 0.1·r·|A|.
+    metrics["frac/trust_region"] = masked_fraction(
+        (weight * shift.detach() / size).abs() > TRUST_REGION_TOLERANCE * advantages.detach().abs(), mask)
     return ObjectiveOutput(-objective * mask, metrics)

@@ -166,13 +166,12 @@ def correction_label(family: str, params: dict[str, Any]) -> str:
     def num(v: Any) -> str:
         return "inf" if v is None else str(v)
 
+    bounds = ([num(params["low"])] if params.get("low") is not None else []) + [num(params.get("high"))]
     if family in ("tis", "mis"):
-        bounds = ([num(params["low"])] if params.get("low") is not None else []) + [num(params.get("high"))]
         return f"{family}({', '.join([params.get('level', 'token'), *bounds])})"
     if family == "opsm":
         return f"opsm({num(params.get('threshold'))})"
     if family == "rs":
-        bounds = ([num(params["low"])] if params.get("low") is not None else []) + [num(params.get("high"))]
         return f"rs({params.get('agg')} {params.get('metric')}, {', '.join(bounds)})"
     return family if not params else f"{family}({', '.join(f'{k}={num(v)}' for k, v in params.items())})"
 

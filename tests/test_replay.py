@@ -20,7 +20,8 @@ from workbench.replay import (MU_BINS, Policy, StepReplay, arm_gradients, batch_
 from workbench.tracking import load_run
 
 # The objectives that reduce to the on-policy gradient A·∇log π at μ = π = π_old (README "Replay").
-REDUCING = ("pg", "grpo", "dppo_tv", "dppo_kl", "drpo", "spo", "cispo", "gspo", "sapo", "gpg", "gmpo", "kl_cov")
+REDUCING = ("pg", "grpo", "dppo_tv", "dppo_kl", "drpo", "spo", "cispo", "gspo", "sapo", "gpg", "gmpo", "kl_cov",
+            "vespo")
 RUN = {"objective": "drpo", "objective_params": {"delta": 0.05}, "num_iterations": 2, "max_steps": 3, "seed": 3}
 TIMING = ("wall_time", "step_time")  # the only values of a run's record that depend on the clock
 
@@ -189,3 +190,14 @@ def test_clip_cov_does_not_reduce_on_policy():
     np.testing.assert_allclose(g["pg"], adv.numpy())
     assert (g["clip_cov"] == 0).sum() == 1  # one token lost its gradient on policy
     np.testing.assert_allclose(g["clip_cov"][g["clip_cov"] != 0], adv.numpy()[g["clip_cov"] != 0])
+
+
+def test_luspo_does_not_reduce_on_policy():
+    """LUSPO scales each sequence by its length |y_i|: on policy g = |y_i|·A, another direction than A·∇log π."""
+    logp = torch.tensor([[-0.5, -1.0, -2.0], [-0.3, -0.7, 0.0]], dtype=torch.float64).requires_grad_()
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    adv = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    batch = {"completion_mask": mask, "sampling_per_token_logps": logp.detach().clone(), "advantages": adv,
+             "loss_weights": (mask / mask.sum()).double()}
+    g = next(arm_gradients(make_arms(["luspo"]), logp, batch))[0].numpy()
+    np.testing.assert_allclose(g, [3.0, 3.0, 3.0, -2.0, -2.0])

@@ -162,9 +162,12 @@ def sweep_launch(
                                         "as NAME.old-<time>"),
 ) -> None:
     """Run (or continue) a sweep: trials in N worker processes, interrupted ones re-run, finished ones kept."""
+    from .sweeps.stop import StopSignals
+
+    signals = StopSignals()  # before the heavy imports: an early Ctrl-C or SIGTERM is a clean stop, not a traceback
     from .sweeps.launch import launch
 
-    counts = launch(sweep_file, workers, storage, force_new, console=console)
+    counts = launch(sweep_file, workers, storage, force_new, console=console, signals=signals)
     console.print(f"done: {counts.line()}", soft_wrap=True)
 
 

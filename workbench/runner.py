@@ -28,6 +28,7 @@ from .tracking import STATUS_FAILED, STATUS_FINISHED, PeerRecorder, RunRecorder,
 from .trainer import WorkbenchGRPOTrainer
 
 STATUS_PRUNED = "pruned"
+STATUS_INTERRUPTED = "interrupted"  # stopped from outside (a signal): the configuration did not fail
 
 
 class RunStopped(Exception):
@@ -231,6 +232,9 @@ def train(run: PreparedRun, progress: bool = False,
             if trainer.max_off_policy == 0.0:
                 recorder.flag("zero_shift")  # μ = π on every token: the objectives could not differ
             status = STATUS_PRUNED if eval_cb.stopped else STATUS_FINISHED
+        except KeyboardInterrupt:  # Ctrl-C, or a sweep stopped by SIGINT/SIGTERM (sweeps.stop): cut short, not failed
+            recorder.finish(STATUS_INTERRUPTED, **{**summary, "eval": eval_cb.last})
+            raise
         except Exception as err:  # noqa: BLE001 - any failure of a run is recorded, the caller goes on
             if machine_error(err):
                 raise  # a full disk or unwritable folder is not the run's failure: the caller stops (sweeps re-run it)

@@ -5,6 +5,11 @@ spent (see sweeps.study); the launching process only watches the storage and dra
 worker dies with its launcher (Linux parent-death signal), so a killed launch leaves RUNNING trials
 that the next launch re-queues, never orphans that keep training. A worker stopped by its machine (full
 disk, unwritable folder) says why through a queue, and the launch ends with that one line (exit 2).
+
+SIGINT or SIGTERM, to the launcher alone or to its whole process group (Ctrl-C), stops the sweep within seconds:
+the launcher forwards SIGTERM to its workers, each cuts its run short (recorded ``interrupted``), re-queues its trial
+and exits (sweeps.stop); a worker still alive after STOP_SECONDS is killed and its trial re-queued here. One line
+says what was re-queued, and the exit status is 130 (SIGINT) or 143 (SIGTERM).
 """
 
 from __future__ import annotations
@@ -17,51 +22,81 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import optuna
 from rich.console import Console
 
 from ..config import machine_error
 from .spec import SweepSpec, load_sweep
-from .status import Tally, tally
-from .store import make_storage, redact, sweep_folder
-from .study import awaiting, budget_bounded, claim, prepare, requeue_interrupted
-from .trial import heartbeat, run_trial
+from .status import Tally, interrupted_numbers, tally
+from .stop import StopSignals, requested, started, worker_entry
+from .store import heartbeat_seconds, host_name, make_storage, redact, sweep_folder
+from .study import (LAUNCHER, awaiting, beat_launcher, budget_bounded, claim, prepare, register_launcher,
+                    requeue_interrupted)
 
 POLL_SECONDS = 2.0
+STOP_SECONDS = 15.0  # a stopped worker that has not re-queued its trial and exited by then is killed
 AWAIT_SECONDS = 5.0  # a worker with nothing to claim checks this often whether others' trials finished or went stale
 
 
 def launch(path: str | Path, workers: int | None = None, storage: str | None = None, force_new: bool = False,
-           console: Console | None = None) -> Tally:
-    """Run the sweep file's trials (continuing an existing sweep); the final tally."""
+           console: Console | None = None, signals: StopSignals | None = None) -> Tally:
+    """Run the sweep file's trials (continuing an existing sweep); the final tally. ``signals``: the stop signals
+    caught since the command started (the CLI catches them before its heavy imports), else caught from here on."""
     console = console or Console(stderr=True)
     _quiet()
-    spec = load_sweep(path)
-    url = storage or spec.storage
-    workers = workers or spec.workers
-    folder = sweep_folder(spec.name).resolve()
-    study = prepare(spec, folder, url, force_new)
-    requeued = requeue_interrupted(study)
+    signals = signals or StopSignals()
+    try:
+        spec = load_sweep(path)
+        url = storage or spec.storage
+        workers = workers or spec.workers
+        folder = sweep_folder(spec.name).resolve()
+        study = prepare(spec, folder, url, force_new)
+        key = register_launcher(study)
+        try:
+            return _run(study, spec, folder, url, workers, console, signals)
+        finally:
+            beat_launcher(study, key, ended=True)
+    finally:
+        signals.restore()
+
+
+def _run(study: optuna.Study, spec: SweepSpec, folder: Path, url: str | None, workers: int, console: Console,
+         signals: StopSignals) -> Tally:
+    requeued = requeue_interrupted(study, folder)
     if requeued:
         console.print(f"re-queued trials interrupted by a dead process: {requeued}")
+    before = interrupted_numbers(study.get_trials(deepcopy=False))
     deadline = time.time() + spec.budget.minutes * 60 if spec.budget.minutes else None
     shown = redact(url) if url else "journal file"  # a URL's password never reaches the console
     console.print(f"sweep [bold]{spec.name}[/]: folder {folder}, storage {shown}, {workers} worker(s)")
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
     stopped = context.SimpleQueue()
-    processes = [context.Process(target=worker_main, name=f"sweep-worker-{i}",
+    processes = [context.Process(target=worker_entry, name=f"sweep-worker-{i}",
                                  args=(spec.model_dump_json(), str(folder), url, deadline, threads, i, os.getpid(),
                                        stopped))
                  for i in range(workers)]
-    for process in processes:
-        process.start()
-    try:
-        counts = _watch(study, processes, budget_bounded(spec), console)
-    finally:
+    if not signals.received:
         for process in processes:
-            process.join()
+            process.start()
+    try:
+        counts = _watch(study, processes, budget_bounded(spec), console, signals)
+    finally:
+        if signals.received:
+            _stop_workers(processes)
+        for process in processes:
+            if process.pid is not None:
+                process.join()
+    if signals.received:
+        requeued = requeue_interrupted(study, folder)  # trials of workers that had to be killed
+        again = sorted(interrupted_numbers(study.get_trials(deepcopy=False)) - before)
+        name = signal.Signals(signals.received).name
+        print(f"stopped by {name}: workers stopped, interrupted trial(s) {again or 'none'} re-queued for the next "
+              f"launch{f' ({len(requeued)} of them killed after {STOP_SECONDS:.0f} s)' if requeued else ''}",
+              file=sys.stderr)
+        raise SystemExit(128 + signals.received)
     if not stopped.empty():
         raise OSError(*stopped.get())  # its trial is re-queued for the next launch
     crashed = [p.name for p in processes if p.exitcode != 0]
@@ -71,11 +106,26 @@ def launch(path: str | Path, workers: int | None = None, storage: str | None = N
     return counts
 
 
-def _watch(study: optuna.Study, processes: list, bounded: bool, console: Console) -> Tally:
+def _stop_workers(processes: list) -> None:
+    """SIGTERM to every live worker (each cuts its run short and re-queues its trial); SIGKILL after STOP_SECONDS."""
+    started = [p for p in processes if p.pid is not None]
+    for process in started:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    for process in started:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in started:
+        if process.is_alive():
+            process.kill()
+
+
+def _watch(study: optuna.Study, processes: list, bounded: bool, console: Console, signals: StopSignals) -> Tally:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[line]}"))
+    beat_every, beaten = heartbeat_seconds()[0], time.monotonic()
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("trials", total=None, line="starting workers")
         while True:
@@ -83,9 +133,12 @@ def _watch(study: optuna.Study, processes: list, bounded: bool, console: Console
             counts = tally(study.get_trials(deepcopy=False))
             total = counts.finished + counts.running + counts.waiting if bounded else None
             bar.update(task, completed=counts.finished, total=total, line=counts.line())
-            if not alive:
+            if not alive or signals.received:
                 return counts
-            time.sleep(POLL_SECONDS)
+            if time.monotonic() - beaten > beat_every:  # other machines see this launcher alive (sweeps.study)
+                beat_launcher(study, f"{LAUNCHER}{host_name()}:{os.getpid()}")
+                beaten = time.monotonic()
+            _sleep(POLL_SECONDS, lambda: signals.received)
 
 
 def worker_main(spec_json: str, folder: str, url: str | None, deadline: float | None, threads: int, index: int,
@@ -106,21 +159,32 @@ def _work(spec_json: str, folder: str, url: str | None, deadline: float | None, 
     _quiet()
     import torch
 
+    from .trial import heartbeat, run_trial  # here, not above: the launcher never loads torch and TRL
+
     torch.set_num_threads(threads)
     spec = SweepSpec.model_validate_json(spec_json)
     study = optuna.load_study(study_name=spec.name, storage=make_storage(Path(folder), url),
                               sampler=make_sampler(spec, index), pruner=make_pruner(spec))
     bounded = budget_bounded(spec)
-    while (deadline is None or time.time() < deadline) and stopped.empty():  # empty: no worker's machine failed
+    started()
+    # stopped empty: no worker's machine failed; requested() 0: no SIGINT/SIGTERM (sweeps.stop)
+    while (deadline is None or time.time() < deadline) and stopped.empty() and not requested():
         trial = claim(study, bounded)
         if trial is None:
             if not awaiting(study):
                 return
-            time.sleep(AWAIT_SECONDS)  # a dead machine's trial comes back WAITING once its beat is stale
-            requeue_interrupted(study)
+            _sleep(AWAIT_SECONDS, requested)  # a dead machine's trial comes back WAITING once its beat is stale
+            requeue_interrupted(study, Path(folder))
             continue
         with heartbeat(study, trial):
             run_trial(study, trial, spec, Path(folder))
+
+
+def _sleep(seconds: float, until: Callable[[], object]) -> None:
+    """Sleep, waking early when ``until()`` turns true (a stop signal)."""
+    deadline = time.monotonic() + seconds
+    while not until() and time.monotonic() < deadline:
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
 def _quiet() -> None:

@@ -233,6 +233,8 @@ def redact(url: str, text: str | None = None) -> str:
                 shown, end = shown + url[end:begin] + "***", stop
         return shown + url[end:]
     secrets = {url[b:e] for b, e in spans} | {unquote(url[b:e]) for b, e in spans}
+    # A library that split the URL elsewhere (at the password's own "@") quotes pieces of it: mask those too.
+    secrets |= {piece for secret in list(secrets) for piece in re.split(r"[@:/]", secret) if len(piece) >= 3}
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text.replace(url, redact(url))

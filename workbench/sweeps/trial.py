@@ -8,7 +8,8 @@ already hopeless stops before spending the others.
 
 A full disk or an unwritable folder is the machine's failure, not the configuration's: the trial is failed
 as interrupted, re-queued with its parameters for the next launch, and the worker stops claiming trials
-(the OSError goes up to it, naming the path) instead of failing every remaining one in seconds.
+(the OSError goes up to it, naming the path) instead of failing every remaining one in seconds. A stopped sweep
+(SIGINT/SIGTERM, see sweeps.stop) does the same for the trial it cuts short, and its run is recorded ``interrupted``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..runner import RunStopped, prepare_run, train
 from . import optuna_private as private
 from .space import suggest
 from .spec import SweepSpec
+from .stop import deferred, interruptible
 from .store import host_name
 
 
@@ -68,6 +70,9 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, folder:
             trial.set_user_attr("seed_values", attrs["seed_values"])
         study.tell(trial, aggregate(list(attrs["seed_values"].values()), spec.aggregate))
         return TrialState.COMPLETE
+    except KeyboardInterrupt:  # the sweep is stopping (SIGINT/SIGTERM, sweeps.stop): not this configuration's fault
+        _requeue(study, trial, "interrupted: the sweep was stopped (SIGINT/SIGTERM); re-run on the next launch")
+        raise
     except Exception as err:  # noqa: BLE001 - a failing trial is recorded, the sweep goes on
         cause = machine_error(err)
         if cause is not None:  # a failed write on an open file has no file name: name the trial's folder
@@ -112,11 +117,14 @@ def _run_seed(trial: optuna.Trial, spec: SweepSpec, folder: Path, params: Any, p
     def on_eval(step: int, metrics: dict[str, float]) -> None:
         curve[step] = metrics.get(spec.metric, math.nan)
         same_step = [c[step] for c in curves if step in c] + [curve[step]]
-        trial.report(float(np.mean(same_step)), position * cfg.max_steps + step)
-        if trial.should_prune():
+        with deferred():  # a stop signal never cuts a storage write
+            trial.report(float(np.mean(same_step)), position * cfg.max_steps + step)
+            prune = trial.should_prune()
+        if prune:
             raise RunStopped
 
-    result = train(prepared, on_eval=on_eval)
+    with interruptible():  # a stop signal cuts the run short: recorded interrupted, the trial re-queued
+        result = train(prepared, on_eval=on_eval)
     status = result.summary["status"]
     if status == "pruned":
         return None, curve

@@ -61,3 +61,16 @@ def test_arm_labels_name_the_correction():
                                                          "high": 2.0}) == "drpo + mis(sequence, 0.5, 2.0) (δ=0.1)"
     assert arm_label("grpo", {"correction": None}, ["correction"], None) == "grpo"
     assert arm_label("grpo", {}, [], "unknown@thing") == "grpo + unknown@thing"
+
+
+def test_per_objective_figures_split_arms_by_correction():
+    import pandas as pd
+
+    from workbench.analysis.load import objective_rows
+
+    runs = pd.DataFrame({"objective": ["grpo", "grpo", "drpo", "drpo"],
+                         "correction": [None, "tis@verl_fp8", {"name": "mis", "level": "token"}, float("nan")]})
+    assert list(objective_rows(runs)) == ["grpo", "grpo + tis(token, 2.0)", "drpo + mis(token, 3.0)", "drpo"]
+    same = pd.DataFrame({"objective": ["grpo", "drpo"], "correction": ["tis", "tis"]})
+    assert list(objective_rows(same)) == ["grpo", "drpo"]  # not varied: the rows stay the objectives
+    assert list(objective_rows(pd.DataFrame({"objective": ["grpo"]}))) == ["grpo"]

@@ -115,6 +115,16 @@ def arm_label(objective: str, setting: dict[str, Any], varying: list[str], corre
     return f"{name} ({', '.join(shown)})" if shown else name
 
 
+def objective_rows(runs: pd.DataFrame) -> pd.Series:
+    """Each run's objective, named with its correction when the sweep varies it ('grpo + tis(token, 2.0)'): the
+    rows of the per-objective figures, so that arms with and without a correction are not pooled."""
+    if "correction" not in runs or runs["correction"].map(_hashable).nunique(dropna=False) < 2:
+        return runs["objective"]
+    return pd.Series([objective if correction is None or correction != correction  # NaN: not set
+                      else f"{objective} + {correction_label(correction)}"
+                      for objective, correction in zip(runs["objective"], runs["correction"])], index=runs.index)
+
+
 def correction_label(setting: Any) -> str:
     """'tis(token, 2.0)' for a run config's ``correction:`` (a name, a preset or a mapping); as given if unknown."""
     from ..objectives import correction_from_setting

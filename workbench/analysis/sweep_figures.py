@@ -18,7 +18,7 @@ from ..objectives import available_objectives, get_objective
 from ..objectives.plotting import plot_geometry
 from . import stats
 from .figures import FigureInput
-from .load import SYMBOLS
+from .load import SYMBOLS, objective_rows
 
 PRECISIONS = ("rollout_precision", "train_precision")
 STYLES = ("-", "--", ":", "-.")
@@ -98,15 +98,17 @@ def delta_sensitivity(data: FigureInput) -> Figure | str:
 
 
 def precision_heatmap(data: FigureInput) -> Figure | str:
-    """Mean final metric per objective × precision, averaged over every other swept parameter."""
+    """Mean final metric per objective (and correction, when swept) × precision, averaged over every other swept
+    parameter."""
     runs = data.sweep.finished
     column = next((c for c in PRECISIONS if c in runs and runs[c].nunique() >= 2), None)
     if column is None:
         return "neither the rollout nor the train precision was swept"
-    table = runs.pivot_table(index="objective", columns=column, values="final", aggfunc="mean")
+    runs = runs.assign(row=objective_rows(runs))
+    table = runs.pivot_table(index="row", columns=column, values="final", aggfunc="mean")
     # Colours stretch over the cell means alone, so each cell also prints its interval over seeds:
     # two colours far apart can still be the same result.
-    cells = runs.groupby(["objective", column])["final"].apply(lambda x: stats.mean_interval(x.to_numpy()))
+    cells = runs.groupby(["row", column])["final"].apply(lambda x: stats.mean_interval(x.to_numpy()))
     fig = Figure(figsize=(1.6 + 1.6 * table.shape[1], 1.2 + 0.75 * table.shape[0]), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(table.to_numpy(), cmap="viridis", aspect="auto")

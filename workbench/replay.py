@@ -222,7 +222,10 @@ class Policy:
         labels[:, :-keep] = -100
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.config.train_precision == "bf16" \
             else contextlib.nullcontext()
-        with capture_hidden(self.model) if top_k else contextlib.nullcontext() as hidden, autocast:
+        # A fixed seed for whatever the forward draws (LoRA or attention dropout, if a run set any): deterministic.
+        with capture_hidden(self.model) if top_k else contextlib.nullcontext() as hidden, autocast, \
+                torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
             logp = self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
                               fused_lm_head=True).log_probs[:, -keep:]
         if not top_k:

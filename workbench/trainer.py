@@ -171,7 +171,7 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         if self.correction is None:
             return None
         out = self.correction(logp, old_logp, behaviour_logp, advantages, mask)
-        if mode == "train" and self._histogram_step() and out.log_weight is not None:
+        if mode == "train" and self._histogram_step():
             self._hist[CORRECTION_HISTOGRAM].append(out.log_weight.float().numpy(force=True))
         return out
 

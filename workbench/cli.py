@@ -10,7 +10,7 @@ import functools
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -80,15 +80,8 @@ def objectives_list() -> None:
 
     from .objectives import available_objectives, available_presets, get_spec
 
-    table = Table(show_lines=True)
-    for column in ("name", "paper", "parameters"):
-        table.add_column(column)
-    for name in available_objectives():
-        spec = get_spec(name)
-        params = "\n".join(f"[bold]{p}[/]={escape(repr(default))}  {escape(help_)}"
-                           for p, default, help_ in spec.parameters())
-        table.add_row(f"[bold]{name}[/]\n{escape(spec.summary)}", escape(spec.paper), params or "—")
-    console.print(table)
+    console.print(_spec_table(Table(show_lines=True), ("name", "paper", "parameters"),
+                              [get_spec(name) for name in available_objectives()]))
     presets = Table(title="presets: objective: family@preset (given objective_params still override)")
     for column in ("preset", "settings", "source"):
         presets.add_column(column)
@@ -111,14 +104,8 @@ def _print_corrections() -> None:
 
     table = Table(title="corrections: correction: name | family@preset | {name: ..., params} (a detached weight on "
                         "the loss from π_old/μ; the objective then reads π/π_old)", show_lines=True)
-    for column in ("name", "source", "parameters"):
-        table.add_column(column)
-    for name in available_corrections():
-        spec = get_correction_spec(name)
-        params = "\n".join(f"[bold]{p}[/]={escape(repr(default))}  {escape(help_)}"
-                           for p, default, help_ in spec.parameters())
-        table.add_row(f"[bold]{name}[/]\n{escape(spec.summary)}", escape(spec.paper), params or "—")
-    console.print(table)
+    console.print(_spec_table(table, ("name", "source", "parameters"),
+                              [get_correction_spec(name) for name in available_corrections()]))
     presets = Table(title="correction presets")
     for column in ("preset", "settings", "source"):
         presets.add_column(column)
@@ -127,6 +114,19 @@ def _print_corrections() -> None:
         settings = ", ".join(f"{p}={d!r}" for p, d, _ in spec.parameters())
         presets.add_row(f"[bold]{escape(name)}[/]", escape(settings), escape(spec.source))
     console.print(presets)
+
+
+def _spec_table(table: Any, columns: tuple[str, str, str], specs: list[Any]) -> Any:
+    """One row per registered family (objective or correction): name and summary, paper, parameters with defaults."""
+    from rich.markup import escape
+
+    for column in columns:
+        table.add_column(column)
+    for spec in specs:
+        params = "\n".join(f"[bold]{p}[/]={escape(repr(default))}  {escape(help_)}"
+                           for p, default, help_ in spec.parameters())
+        table.add_row(f"[bold]{spec.name}[/]\n{escape(spec.summary)}", escape(spec.paper), params or "—")
+    return table
 
 
 @objectives_app.command("plot")

@@ -135,6 +135,10 @@ LOSSES = {
     "gspo": ({"epsilon_low": 0.05, "epsilon_high": 0.05},
              {"loss_type": "grpo", "importance_sampling_level": "sequence", "epsilon_low": 0.05, "epsilon_high": 0.05},
              "sequence_mean"),
+    "vespo": ({}, {"loss_type": "vespo"}, "token_mean"),
+    "luspo": ({"epsilon_low": 0.05, "epsilon_high": 0.05},
+              {"loss_type": "luspo", "importance_sampling_level": "sequence", "epsilon_low": 0.05, "epsilon_high": 0.05},
+              "sequence_mean"),  # TRL sums each sequence's tokens: our |y_i|·loss under a per-sequence mean
 }
 
 
@@ -157,7 +161,7 @@ def test_new_objectives_match_trl_loss_and_gradient(trainer, monkeypatch, name):
         behaviour_logp = behaviour_logp - 1.0 * (torch.arange(6) % 2)
         ratio = (current_logps(trainer, inputs) - behaviour_logp).exp()[mask.bool()]
         assert (ratio > 2.5).any() and (ratio < 2.5).any()
-    if name == "gspo":
+    if name in ("gspo", "luspo"):
         seq = ((current_logps(trainer, inputs) - behaviour_logp) * mask).sum(-1) / mask.sum(-1)
         assert (seq.abs() > 0.05).any() and (seq.abs() < 0.05).any(), "some sequences clipped, some not"
 

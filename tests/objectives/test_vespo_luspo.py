@@ -1,6 +1,6 @@
-"""`vespo` and `luspo` against closed forms written here (numpy, float64, hypothesis inputs) and against TRL 1.16's
-own code on identical tensors: ``GRPOTrainer.get_gamma_weights`` and its ``_compute_loss`` for loss_type vespo and
-luspo (loss value and parameter gradients)."""
+"""`vespo` and `luspo` against closed forms written here (numpy, float64, hypothesis inputs) and VESPO's φ against
+TRL 1.16's own ``GRPOTrainer.get_gamma_weights`` on identical tensors (their loss and parameter gradients against
+TRL's ``_compute_loss``: tests/objectives/test_trl_parity.py, LOSSES)."""
 
 from __future__ import annotations
 
@@ -102,15 +102,6 @@ def test_luspo_is_gspo_times_length():
 
 trl = pytest.importorskip("trl")
 
-from .test_trl_parity import (  # noqa: E402
-    aggregate,
-    crafted_inputs,
-    current_logps,
-    perturbed_behaviour,
-    policy_logps,
-    trainer,  # noqa: F401  (the fixture)
-)
-
 
 @pytest.mark.parametrize("seed", range(6))
 def test_vespo_phi_equals_trl_get_gamma_weights(seed):
@@ -126,35 +117,3 @@ def test_vespo_phi_equals_trl_get_gamma_weights(seed):
     phi = (-lp.grad / (a.unsqueeze(1) * mask)).nan_to_num(nan=0.0)  # g = φ·A on valid tokens with A ≠ 0
     valid = (mask > 0) & (a.unsqueeze(1) != 0)
     torch.testing.assert_close(phi[valid], theirs.expand_as(mask)[valid], rtol=1e-12, atol=1e-300)
-
-
-@pytest.mark.parametrize(("name", "ours_params", "theirs", "how"), [
-    ("vespo", {}, {"loss_type": "vespo"}, "token_mean"),
-    ("luspo", {"epsilon_low": 0.05, "epsilon_high": 0.05},
-     {"loss_type": "luspo", "importance_sampling_level": "sequence", "epsilon_low": 0.05, "epsilon_high": 0.05},
-     "sequence_mean"),
-])
-def test_matches_trl_loss_and_gradient(trainer, monkeypatch, name, ours_params, theirs, how):  # noqa: F811
-    for attr, value in theirs.items():
-        monkeypatch.setattr(trainer, attr, value)
-    inputs = crafted_inputs(seed=6)
-    behaviour_logp = perturbed_behaviour(current_logps(trainer, inputs), seed=7)
-    mask = inputs["completion_mask"].float()
-    if name == "luspo":
-        seq = ((current_logps(trainer, inputs) - behaviour_logp) * mask).sum(-1) / mask.sum(-1)
-        assert (seq.abs() > 0.05).any() and (seq.abs() < 0.05).any(), "some sequences clipped, some not"
-
-    trainer.model.zero_grad()
-    theirs_loss = trainer._compute_loss(trainer.model, {**inputs, "old_per_token_logps": behaviour_logp})
-    theirs_loss.backward()
-    theirs_grad = [p.grad.clone() for p in trainer.model.parameters()]
-    trainer.model.zero_grad()
-
-    logp = policy_logps(trainer, inputs)
-    out = get_objective(name, **ours_params)(logp, behaviour_logp, inputs["advantages"], mask)
-    ours_loss = aggregate(out.per_token_loss, mask, inputs, how)
-    ours_loss.backward()
-    torch.testing.assert_close(ours_loss.double(), theirs_loss.double(), rtol=0, atol=1e-6)
-    for mine, ref in zip((p.grad for p in trainer.model.parameters()), theirs_grad):
-        torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-7)
-    trainer.model.zero_grad()

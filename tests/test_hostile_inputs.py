@@ -50,3 +50,37 @@ def test_out_of_range_values_and_escaping_names_are_one_line(config, tmp_path, o
     line = one_line_error(CliRunner().invoke(app, ["run", str(config), "--set", override]))
     assert line.startswith(f"error: {config}: {field}"), line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.yaml"]  # no run folder, in output_dir or elsewhere
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 3 MB tmpfs filled to its last few kilobytes (root only: mounting needs it)."""
+    import os
+    import subprocess
+
+    folder = tmp_path / "full"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)]).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        with open(folder / "filler", "wb") as f:
+            f.write(b"\0" * (os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize - 12 * 1024))
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_wandb_offline_is_one_line_and_nothing_else(tmp_path, full_disk):
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({**TINY, "output_dir": str(full_disk / "runs"),
+                                  "tracking": {**TINY["tracking"], "wandb_mode": "offline"}}))
+    done = subprocess.run([sys.executable, "-m", "workbench", "run", str(config)], capture_output=True, text=True,
+                          env={**os.environ, "WANDB_MODE": "offline"}, timeout=600)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0], done.stdout + done.stderr

@@ -7,6 +7,7 @@ Heavy imports happen inside the commands so that `--help` and errors stay fast.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -36,6 +37,9 @@ def user_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        # A log handler that cannot write (W&B's debug log on a full disk) is not the user's news: Python's own switch
+        # for production, instead of a "--- Logging error ---" traceback per failed record around the one line below.
+        logging.raiseExceptions = False
         try:
             return fn(*args, **kwargs)
         except ConfigError as err:

@@ -15,6 +15,7 @@ says what was re-queued, and the exit status is 130 (SIGINT) or 143 (SIGTERM).
 from __future__ import annotations
 
 import ctypes
+import logging
 import multiprocessing
 import os
 import signal
@@ -193,6 +194,7 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.raiseExceptions = False  # a handler that cannot write (a full disk) must not print a traceback per record
 
 
 def _die_with_parent(parent: int) -> None:

@@ -102,7 +102,7 @@ def build_report(name: str, out: Path | None = None, baseline: str | None = None
         (tmp / "report.md").write_text(to_markdown(blocks))
         (tmp / "report.html").write_text(to_html(blocks, f"Sweep {name}: comparison report", tmp))
         text.results_frame(comparison).to_csv(tmp / "results.csv", index=False)
-        check_destination(out)  # again: something may have been put there during the build
+        check_destination(out, {p.name for p in tmp.iterdir()})  # again: something may have been put there meanwhile
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -111,18 +111,20 @@ def build_report(name: str, out: Path | None = None, baseline: str | None = None
 
 
 def report_files() -> set[str]:
-    """The names a report folder holds: what ``build_report`` writes."""
-    return {"report.md", "report.html", "results.csv", *(f"{stem}.png" for stem, *_ in FIGURES)}
+    """The names a report folder holds: what ``build_report`` writes (the check before the rename also accepts
+    whatever this build wrote, so a file added to reports later is never mistaken for a user's)."""
+    return {"report.md", "report.html", "results.csv", "seeds.csv", "measures.csv",
+            *(f"{stem}.png" for stem, *_ in FIGURES)}
 
 
-def check_destination(out: Path) -> None:
+def check_destination(out: Path, written: set[str] = frozenset()) -> None:
     """Refuse an ``--out`` that holds anything but a previous report (or nothing): a build replaces the folder whole,
     so a user's file or folder there would be deleted."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise ConfigError(f"--out {out}: is a file, not a report folder; choose a new folder or a previous report's")
     if not out.is_dir():
         return
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in report_files() or not p.is_file())
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in report_files() | written or not p.is_file())
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise ConfigError(f"--out {out}: holds files that are not a report's ({shown}); a build replaces the folder "

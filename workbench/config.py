@@ -69,8 +69,9 @@ class TrackingSettings(BaseModel):
         None, gt=0, description="keep the batch and the trainable weights of every N-th optimizer step under "
                                 "batches/step-<k>/ for `workbench replay` (None = off)")
     keep_batches_max_mb: float = Field(
-        8.0, gt=0, allow_inf_nan=False, description="size cap of one kept step's weights in MB: above it the "
-                                                    "weights are skipped with a warning, the batch is kept")
+        32.0, gt=0, allow_inf_nan=False, description="size cap of one kept step's weights in MB (tiny policy 1.6, "
+                                                     "SmolLM2-135M's LoRA r=16 adapter 19.6): above it the weights "
+                                                     "are skipped with a warning, the batch is kept")
 
 
 class RunConfig(BaseModel):

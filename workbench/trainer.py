@@ -46,7 +46,9 @@ MISMATCH = ("mismatch/kl", "mismatch/k3_kl", "mismatch/chi2_token", "mismatch/ch
 SCALARS = ("reward/mean", "entropy/mean", "tv/mean", "tv/max", "ratio/mean", "frac/off_policy", "grad_norm",
            "behaviour/frac_rare", "behaviour/frac_very_rare", "behaviour/median_prob", "rollout/lag", *MISMATCH)
 HISTOGRAMS = ("grad_weight/all", "grad_weight/pos_adv", "grad_weight/neg_adv", "grad_weight/normalised",
-              "shift/signed", "entropy/tokens", "behaviour/log10_prob", CORRECTION_HISTOGRAM, "ratio/log")
+              "shift/signed", "entropy/tokens", "behaviour/log10_prob", "ratio/log")
+# Logged only under a correction (RunConfig.correction), beside HISTOGRAMS.
+OPTIONAL_HISTOGRAMS = (CORRECTION_HISTOGRAM,)
 
 # The token regime (DESIGN.md): ratio clips and divergence trust regions disagree only on rare tokens.
 RARE_PROB, VERY_RARE_PROB = 0.1, 0.01
@@ -294,7 +296,8 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         if self._hist:
             arrays = {name: np.concatenate(parts) for name, parts in self._hist.items()}
             if self.accelerator.num_processes > 1:
-                arrays = gather_arrays(arrays, HISTOGRAMS)  # counts from every rank, not the main one's alone
+                # counts from every rank, not the main one's alone
+                arrays = gather_arrays(arrays, HISTOGRAMS + OPTIONAL_HISTOGRAMS)
             self.recorder.log_histograms(step, arrays, self.histogram_bins,
                                          ranges={"behaviour/log10_prob": LOG10_PROB_RANGE})
             self._hist.clear()

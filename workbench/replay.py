@@ -79,7 +79,7 @@ def resolve_runs(target: str | Path, root: str | Path | None = None) -> list[Pat
 
 def _natural_key(path: Path) -> tuple:
     """trials/2 before trials/10."""
-    return tuple(int(p) if p.isdigit() else p for part in path.parts for p in part.split("-"))
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for part in path.parts for p in part.split("-"))
 
 
 def parse_objectives(spec: str | None, run_objective: str | None = None) -> list[str]:
@@ -101,14 +101,11 @@ def parse_objectives(spec: str | None, run_objective: str | None = None) -> list
 
 
 def parse_corrections(spec: str | None) -> list[str]:
-    """The corrections to cross with every objective (``--corrections``); an error until the axis exists."""
+    """The corrections (families or presets) to cross with every objective (``--corrections``)."""
     if not spec:
         return []
-    try:
-        from .objectives import get_correction  # noqa: F401  (issue 17: the correction axis)
-    except ImportError:
-        raise ConfigError("--corrections: this tree has no correction axis yet (workbench.objectives."
-                          "get_correction, issue 17); replay objectives alone for now") from None
+    from .objectives import get_correction
+
     names = [n.strip() for n in spec.split(",") if n.strip()]
     for name in names:
         try:

@@ -257,7 +257,8 @@ def report_build(
     name: str = typer.Argument(..., help="sweep name (a folder under runs/sweeps or $WORKBENCH_SWEEPS)"),
     out: Optional[Path] = typer.Option(None, "--out", help="report folder [default: reports/NAME]"),
     baseline: Optional[str] = typer.Option(
-        None, "--baseline", help="objective the others are compared against [default: grpo when the sweep ran it]"),
+        None, "--baseline", help="the arm the others are compared against: an objective with one arm, or a setting "
+                               "'drpo delta=0.15' [default: the sweep file's baseline:, else its single grpo arm]"),
     wandb_: bool = typer.Option(False, "--wandb", help="also publish a W&B report when logged in"),
     storage: Optional[str] = typer.Option(None, "--storage", help="RDB URL [default: the one it was launched with]"),
 ) -> None:

@@ -116,11 +116,11 @@ def write_synthetic_run(path: Path, config: dict[str, Any], skill: float, rng: n
 
 def synthetic_sweep(root: Path, name: str, arms: list[tuple[str, dict[str, Any], dict[str, Any]]], seeds: list[int],
                     steps: int, distributions: dict[str, BaseDistribution], rng: np.random.Generator,
-                    skill: Any = None, rare: float | None = 0.3) -> optuna.Study:
+                    skill: Any = None, rare: float | None = 0.3, spec: dict[str, Any] | None = None) -> optuna.Study:
     """One complete trial per arm (objective, objective_params, run_fields), each seed a run record."""
     from workbench.config import RunConfig
 
-    study = create_sweep(root, name)
+    study = create_sweep(root, name, spec)
     for objective, objective_params, run_fields in arms:
         for seed in seeds:
             config = RunConfig.parse({"objective": objective, "objective_params": objective_params, **run_fields,

@@ -34,7 +34,8 @@ def from_run_records(root: Path) -> pd.DataFrame:
         record = load_run(path)
         if record.summary["status"] == "finished":
             rows.append({"objective": record.config["objective"], "seed": record.summary["seed"],
-                         "final": record.summary["eval"]["eval/accuracy"]})
+                         "final": record.summary["eval"]["eval/p_correct"],  # the default metric: exact
+                         "accuracy": record.summary["eval"]["eval/accuracy"], "run": str(path)})
     return pd.DataFrame(rows)
 
 
@@ -57,6 +58,24 @@ def test_every_figure_exists_and_shows_something(report):
     # Axes this sweep did not vary are named, with the reason, instead of drawn.
     assert "Not drawn: δ was not swept" in markdown
     assert "Not drawn: neither the rollout nor the train precision was swept" in markdown
+    # A grid ran every setting once: a search history or importances would show seed noise as structure.
+    assert "Not drawn: the sweep's sampler is grid: every setting ran once" in markdown
+
+
+def test_seeds_csv_has_one_row_per_arm_and_seed_with_its_run(report, sweep_root):
+    records = from_run_records(sweep_root).set_index(["objective", "seed"])
+    seeds = pd.read_csv(report / "seeds.csv").set_index(["objective", "seed"])
+    assert sorted(seeds.index) == sorted(records.index)
+    folder = sweep_folder(SWEEP, sweep_root)
+    for key, row in seeds.iterrows():
+        assert row["metric"] == "eval/p_correct" and row["final"] == records.loc[key, "final"]
+        assert row["final eval/accuracy"] == records.loc[key, "accuracy"]
+        assert str(folder / row["run"]) == records.loc[key, "run"]
+        assert row["machine threads"] >= 1 and isinstance(row["machine cpu_capability"], str)
+    # Every arm ran the same seeds, so each difference from the baseline is paired.
+    results = pd.read_csv(report / "results.csv")
+    assert set(results["test"].dropna()) <= {"paired t"} and set(results["verdict"].dropna()) <= {
+        "better", "worse", "matches", "not resolved"}
 
 
 def test_table_numbers_equal_the_run_records(report, sweep_root):
@@ -70,7 +89,8 @@ def test_table_numbers_equal_the_run_records(report, sweep_root):
         assert row["seeds"] == 3
         assert row["mean"] == pytest.approx(finals.mean(), abs=1e-12)
         assert row["iqm"] == pytest.approx(scipy_stats.trim_mean(finals, 0.25), abs=1e-12)
-        table_row = next(line for line in markdown.splitlines() if line.startswith(f"| {objective} |"))
+        results_part = markdown.split("## Results")[1]
+        table_row = next(line for line in results_part.splitlines() if line.startswith(f"| {objective} |"))
         if np.ptp(finals) > 0:  # a 4-step run often scores the same on every seed: then no interval is given
             low, high = scipy_stats.ttest_1samp(finals, 0).confidence_interval()
             assert (row["mean_low"], row["mean_high"]) == pytest.approx((low, high), abs=1e-12)
@@ -86,7 +106,9 @@ def test_table_numbers_equal_the_run_records(report, sweep_root):
 def test_summary_states_the_comparison_in_words(report):
     summary = (report / "report.md").read_text().split("## Results")[0]
     assert "3 seeds" in summary and "No run was flagged (6 runs" in summary
-    assert re.search(r"\*\*(drpo|grpo)\*\* has the best|No arm is ahead", summary)
+    assert "Against the baseline **grpo**" in summary and "named by the default" in summary
+    assert re.search(r"drpo \*\*(better|worse|matches|not resolved)\*\*", summary)
+    assert "## What was measured" in summary and "`eval/p_correct` is the probability" in summary
     assert "95% CI" in summary or "no interval: every seed scored the same" in summary
     assert "Fewer than 5 seeds: " in summary and "drpo (3)" in summary and "grpo (3)" in summary
     assert "### Token regime" in (report / "report.md").read_text()
@@ -149,9 +171,9 @@ def test_unknown_sweep_is_one_line_exit_2_and_creates_nothing(sweep_root, tmp_pa
     assert not out.parent.exists()
 
 
-def test_unknown_baseline_lists_the_objectives(sweep_root, tmp_path):
+def test_unknown_baseline_lists_the_arms(sweep_root, tmp_path):
     result = build(sweep_root, SWEEP, "--out", str(tmp_path / "r"), "--baseline", "spo")
-    assert result.exit_code == 2 and "objectives: drpo, grpo" in result.stderr
+    assert result.exit_code == 2 and "arms: drpo; grpo" in result.stderr and len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "r").exists()
 
 

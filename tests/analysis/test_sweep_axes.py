@@ -30,7 +30,10 @@ def built(tmp_path_factory):
         arms += [("drpo", {"delta": d, "advantage_weight": "abs"}, fields) for d in (0.05, 0.15, 12.5)]
     rng = np.random.default_rng(0)
     study = synthetic_sweep(root, "axes", arms, [0, 1], 12, DISTRIBUTIONS, rng,
-                            skill=lambda o, p, f: 0.5 + 0.1 * (o == "drpo") - 0.05 * (p.get("delta", 0) > 1))
+                            skill=lambda o, p, f: 0.5 + 0.1 * (o == "drpo") - 0.05 * (p.get("delta", 0) > 1),
+                            # A search (history and importances are drawn for tpe, gp, random only), two grpo arms:
+                            # the baseline is named by its setting.
+                            spec={"sampler": "tpe", "baseline": "grpo rollout_precision=bf16"})
     config = RunConfig.parse({"objective": "drpo", "seed": 0}).model_dump(mode="json")
     write_synthetic_run(run_dir(root, study, 0), config, 0.4, rng, 12, status="pruned", flags=("zero_shift",))
     add_trial(root, study, "drpo", [0], DISTRIBUTIONS, {"delta": 0.5, "advantage_weight": "abs"},
@@ -49,4 +52,4 @@ def test_flagged_runs_are_named_and_left_out(built):
     assert ("Flagged runs, 1 of 21 (1 pruned; 1 with zero shift (μ = π on every token, so the objectives could "
             "not differ)): trials/10/seed-0 (drpo, seed 0): pruned, zero_shift.") in markdown
     assert "δ=0.5" not in markdown.split("## Results")[1].split("## Figures")[0]  # the pruned arm has no row
-    assert len(built.comparison.arms) == 10 and built.comparison.baseline_arm.startswith("grpo")
+    assert len(built.comparison.arms) == 10 and built.comparison.baseline_arm == "grpo (rollout_precision=bf16)"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.analysis import text
+from workbench.analysis import stats, text
 from workbench.analysis.compare import Comparison, compare_arms
 
 SWEEP = SimpleNamespace(metric="eval/accuracy")  # all the headline reads of a sweep
@@ -21,12 +21,13 @@ def comparison(scores: dict[str, np.ndarray]) -> Comparison:
 
 
 def cases(count: int):
-    """Two-arm sweeps from 1 to 10 seeds, gaps from none to large, some with seeds that agree exactly."""
+    """Two-arm sweeps from 1 to 10 seeds, gaps from none to large (and below), some with seeds that agree exactly."""
     rng = np.random.default_rng(11)
     for i in range(count):
         n, m = rng.integers(1, 11, size=2)
-        gap = rng.choice([0.0, 0.01, 0.05, 0.2])
-        x, y = rng.normal(0.4 + gap, 0.04, n).round(3), rng.normal(0.4, 0.04, m).round(3)
+        gap = rng.choice([0.0, 0.01, 0.05, 0.2, -0.2])
+        sd = rng.choice([0.04, 0.004])  # a small spread lets a zero gap be shown within the margin
+        x, y = rng.normal(0.4 + gap, sd, n).round(3), rng.normal(0.4, sd, m).round(3)
         if i % 17 == 0:
             x = np.full(n, 0.4)
         yield {"drpo": x, "grpo": y}
@@ -38,27 +39,29 @@ def test_the_summary_never_contradicts_its_test():
         c = comparison(scores)
         other = next(a for a in c.arms if a.arm != "grpo")
         sentence = text.headline(SWEEP, c)
-        if "excludes 0" in sentence:
-            assert other.welch is not None and other.welch.p < 0.05, sentence
-            assert other.difference.excludes(0)
-            seen.add("resolved")
-        if "contains 0" in sentence:
-            assert other.welch is not None and other.welch.p >= 0.05, sentence
-            assert not other.difference.excludes(0)
-            seen.add("unresolved")
-        if other.welch is None:
-            assert "No Welch test" in sentence and "excludes" not in sentence and "contains 0" not in sentence
-            seen.add("no test")
+        words = [w for w in sentence.split("**")[1::2] if w not in ("grpo", "drpo")]
+        assert words == [other.verdict] and other.verdict in stats.VERDICTS, sentence
+        if other.verdict in ("better", "worse"):
+            assert other.test is not None and other.test.p < 0.05 and other.difference.excludes(0), sentence
+            assert (other.difference.value > 0) == (other.verdict == "better")
+        if other.verdict == "matches":
+            assert other.tost_p < 0.05
+        if other.verdict == "not resolved":
+            assert other.test is None or (other.test.p >= 0.05 and not other.difference.excludes(0))
+            assert other.tost_p is None or other.tost_p >= 0.05
+        if other.test is None:
+            assert "no test" in sentence
+        seen.add(other.verdict if other.test is not None else "no test")
         # An interval printed in the sentence is never a point.
         for low, high in re.findall(r"\[(-?[\d.]+), (-?[\d.]+)\]", sentence):
             assert float(low) < float(high), sentence
-    assert seen == {"resolved", "unresolved", "no test"}
+    assert seen == {"better", "worse", "matches", "not resolved", "no test"}
 
 
 def test_one_seed_and_identical_seeds_get_no_interval():
     c = comparison({"drpo": np.array([0.5]), "grpo": np.array([0.4, 0.42, 0.41])})
     sentence = text.headline(SWEEP, c)
-    assert "no interval: 1 seed" in sentence and "No Welch test (1 seed)" in sentence
+    assert "no interval: 1 seed" in sentence and "drpo **not resolved** (mean 0.500" in sentence and "no test: 1 seed" in sentence
     rows = text.results_frame(c).set_index("arm")
     assert np.isnan(rows.loc["drpo", "mean_low"]) and np.isnan(rows.loc["drpo", "diff_low"])
     same = comparison({"drpo": np.full(3, 0.5), "grpo": np.full(3, 0.4)})
@@ -75,10 +78,12 @@ def test_few_seeds_are_stated(seeds, warned):
         assert f"drpo ({seeds})" in sentence and "grpo" not in sentence
 
 
-def test_unresolved_difference_names_the_seeds_it_would_need():
+def test_unresolved_difference_gives_planning_figures_not_post_hoc_power():
     rng = np.random.default_rng(3)
     c = comparison({"drpo": rng.normal(0.42, 0.05, 3), "grpo": rng.normal(0.40, 0.05, 3)})
     other = next(a for a in c.arms if a.arm == "drpo")
     sentence = text.headline(SWEEP, c)
-    assert other.welch.p >= 0.05 and "contains 0" in sentence
-    assert f"about {other.seeds_needed:,.0f} seeds per arm" in sentence and other.seeds_needed > 3
+    assert other.verdict == "not resolved" and "drpo **not resolved**" in sentence
+    assert f"MDE {text._num(other.mde)}" in sentence and other.mde > abs(other.difference.value)
+    row = text.results_frame(c).set_index("arm").loc["drpo"]
+    assert row["seeds_for_margin"] > 3 and row["verdict"] == "not resolved" and row["test"] == "Welch"

@@ -6,14 +6,16 @@ Generator, seeded by the caller, is consumed in a fixed order so two builds agre
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..config import ConfigError
 from . import stats
-from .load import Sweep, seed_scores
+from .load import SYMBOLS, Sweep, seed_scores
 
 FLAGGED_STATUSES = ("failed", "pruned", "running", "interrupted")
 
@@ -24,69 +26,128 @@ class ArmResult:
     objective: str
     mean: stats.Estimate
     iqm: stats.Estimate
+    seeds: tuple[int, ...] = ()  # the seeds its finished runs ran (empty when unknown)
     # Against the baseline arm (None for the baseline itself, or when there is no baseline).
-    difference: stats.Estimate | None = None  # Welch's interval: it excludes 0 exactly when welch.p < 0.05
+    difference: stats.Estimate | None = None  # the test's 95% interval: it excludes 0 exactly when test.p < 0.05
     improvement: stats.Estimate | None = None
-    welch: stats.Welch | None = None
-    seeds_needed: float | None = None  # per arm, for 80 % power at the observed difference and spreads
+    test: stats.Difference | None = None  # paired t when both arms ran the same seeds, else Welch
+    tost_p: float | None = None  # equivalence within ± the margin (p < 0.05: "matches")
+    verdict: str | None = None  # better / worse / matches / not resolved
+    mde: float | None = None  # planning: smallest difference these seeds detect with 80 % power
+    seeds_for_margin: float | None = None  # planning: seeds per arm for TOST to show "matches" at a true 0
 
 
 @dataclass
 class Comparison:
     baseline_arm: str | None
     arms: list[ArmResult]  # best mean first
-    lead_arms: dict[str, str]  # objective → its best arm (the curves show these)
+    lead_arms: dict[str, str]  # objective → the arm its curves show (the baseline arm for its objective)
     fits: dict[str, stats.EntropyFit | None]
     flagged: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    margin: float = stats.MARGIN
+    baseline_source: str = ""  # how the baseline was named: "--baseline", "the sweep file", "the default"
 
     def result(self, arm: str) -> ArmResult:
         return next(a for a in self.arms if a.arm == arm)
 
 
-def choose_baseline(sweep: Sweep, baseline: str | None) -> str | None:
-    """The requested objective (an error if the sweep never ran it); by default grpo when present."""
-    objectives = sorted(sweep.trials["objective"].dropna().unique())
+def choose_baseline(sweep: Sweep, baseline: str | None) -> tuple[str | None, str]:
+    """(baseline arm, who named it). The baseline is named, never picked from the results: ``--baseline``, else
+    the sweep file's ``baseline:``, else grpo when the sweep has exactly one grpo arm. A name is an arm's label,
+    an objective with one arm, or a setting ``'drpo delta=0.15'``; a bare objective with several arms, or a name
+    that fits no arm, is a one-line error listing the arms."""
+    source = "--baseline"
     if baseline is None:
-        return "grpo" if "grpo" in objectives else None
-    if baseline not in objectives:
-        raise ConfigError(f"--baseline {baseline!r}: not an objective of sweep {sweep.name!r} "
-                          f"(objectives: {', '.join(objectives) or 'none yet'})")
-    return baseline
+        baseline, source = (sweep.meta.get("spec") or {}).get("baseline"), "the sweep file's baseline:"
+    trials = sweep.trials.dropna(subset=["objective"])
+    arms = sorted(trials["arm"].unique())
+    if baseline is None:
+        grpo = sorted(trials.loc[trials["objective"] == "grpo", "arm"].unique())
+        return (grpo[0], "the default (grpo, the sweep names no baseline)") if len(grpo) == 1 else (None, "")
+    listing = "; ".join(arms) or "none yet"
+    if baseline in arms:
+        return baseline, source
+    objective, *setting = baseline.split()
+    rows = trials[trials["objective"] == objective]
+    if rows.empty:
+        raise ConfigError(f"baseline {baseline!r} ({source}): not an arm of sweep {sweep.name!r} (arms: {listing})")
+    for pair in setting:
+        key, sep, value = pair.partition("=")
+        key = next((k for k, symbol in SYMBOLS.items() if symbol == key), key)
+        if not sep or key not in rows:
+            raise ConfigError(f"baseline {baseline!r} ({source}): expected 'objective key=value ...' with keys the "
+                              f"sweep varies (arms: {listing})")
+        rows = rows[rows[key].map(lambda v: _same(v, value))]
+    found = sorted(rows["arm"].unique())
+    if len(found) == 1:
+        return found[0], source
+    if not found:
+        raise ConfigError(f"baseline {baseline!r} ({source}): no arm has that setting (arms: {listing})")
+    raise ConfigError(f"baseline {baseline!r} ({source}): {len(found)} arms fit, name one with its setting, "
+                      f"e.g. '{objective} key=value' (arms: {'; '.join(found)})")
 
 
-def compare(sweep: Sweep, baseline: str | None, rng: np.random.Generator, reps: int = stats.REPS) -> Comparison:
+def _same(value: object, text: str) -> bool:
+    try:
+        return float(value) == float(text)
+    except (TypeError, ValueError):
+        return str(value) == text
+
+
+def compare(sweep: Sweep, baseline: str | None, rng: np.random.Generator, reps: int = stats.REPS,
+            margin: float | None = None, baseline_source: str = "") -> Comparison:
+    """``baseline`` is an arm label (see :func:`choose_baseline`); ``margin`` defaults to the sweep file's
+    ``equivalence_margin`` (else stats.MARGIN)."""
     finished = sweep.finished
+    margin = margin if margin is not None else float((sweep.meta.get("spec") or {}).get("equivalence_margin")
+                                                     or stats.MARGIN)
     objective_of = finished.drop_duplicates("arm").set_index("arm")["objective"].to_dict()
-    arms, lead_arms, baseline_arm = compare_arms(seed_scores(finished), objective_of, baseline, rng, reps)
+    seeds = {arm: tuple(int(s) for s in group.sort_values("seed")["seed"]) for arm, group in finished.groupby("arm")}
+    arms, lead_arms, baseline_arm = compare_arms(seed_scores(finished), objective_of, baseline, rng, reps,
+                                                 margin=margin, seeds=seeds)
     fits = {objective: _entropy_fit(sweep, arm) for objective, arm in sorted(lead_arms.items())}
-    return Comparison(baseline_arm, arms, lead_arms, fits, flagged_runs(sweep), _notes(sweep, baseline))
+    return Comparison(baseline_arm, arms, lead_arms, fits, flagged_runs(sweep), _notes(sweep, baseline_arm), margin,
+                      baseline_source)
 
 
 def compare_arms(scores: dict[str, np.ndarray], objective_of: dict[str, str], baseline: str | None,
-                 rng: np.random.Generator, reps: int = stats.REPS
+                 rng: np.random.Generator, reps: int = stats.REPS, margin: float = stats.MARGIN,
+                 seeds: dict[str, tuple[int, ...]] | None = None
                  ) -> tuple[list[ArmResult], dict[str, str], str | None]:
-    """Per arm its estimates and, against the baseline objective's best arm, the difference, Welch's test,
-    P(beats baseline) and the seeds needed; best mean first. Returns (arms, lead arm per objective, baseline arm)."""
+    """Per arm its estimates and, against the baseline arm, the difference (paired by seed when ``seeds`` shows
+    both ran the same ones, else Welch), TOST against ±``margin``, the verdict, P(beats baseline) and the planning
+    figures; best mean first. Returns (arms, the arm each objective's curves show, baseline arm).
+
+    ``baseline`` is an arm, or an objective that has exactly one arm (else no arm is the baseline)."""
+    seeds = seeds or {}
     # Sorted names: the generator's stream (IQM bootstrap) does not depend on dict order.
     arms = sorted((ArmResult(a, objective_of[a], stats.mean_interval(scores[a]),
-                             stats.iqm_interval(scores[a], rng, reps=reps)) for a in sorted(scores)),
+                             stats.iqm_interval(scores[a], rng, reps=reps), seeds.get(a, ())) for a in sorted(scores)),
                   key=lambda r: (-r.mean.value, r.arm))
+    if baseline is not None and baseline not in scores:
+        of_objective = [a.arm for a in arms if a.objective == baseline]
+        baseline = of_objective[0] if len(of_objective) == 1 else None
     lead_arms: dict[str, str] = {}
+    if baseline is not None:
+        lead_arms[objective_of[baseline]] = baseline
     for result in arms:
         lead_arms.setdefault(result.objective, result.arm)
-    baseline_arm = lead_arms.get(baseline) if baseline else None
-    if baseline_arm is not None:
-        base = scores[baseline_arm]
+    if baseline is not None:
+        base = scores[baseline]
         for result in arms:  # already in a fixed order
-            if result.arm == baseline_arm:
+            if result.arm == baseline:
                 continue
             x = scores[result.arm]
-            result.welch = stats.welch_test(x, base)
-            result.difference = stats.difference(x, base)
+            paired = bool(result.seeds) and result.seeds == seeds.get(baseline) and len(result.seeds) >= 2
+            result.test = stats.difference_test(x, base, paired)
+            result.difference = result.test.difference if result.test else stats.difference(x, base)
             result.improvement = stats.improvement_interval(x, base)
-            result.seeds_needed = stats.seeds_needed(x, base)
-    return arms, lead_arms, baseline_arm
+            result.tost_p = stats.tost(x, base, margin, paired)
+            result.verdict = stats.verdict(result.test, result.tost_p)
+            result.mde = stats.minimum_detectable_effect(x, base, paired)
+            result.seeds_for_margin = stats.seeds_for_margin(x, base, margin, paired)
+    return arms, lead_arms, baseline
 
 
 def _entropy_fit(sweep: Sweep, arm: str) -> stats.EntropyFit | None:
@@ -107,9 +168,60 @@ def flagged_runs(sweep: Sweep) -> pd.DataFrame:
     return runs[has_flag].sort_values(["trial", "seed"])
 
 
+EVAL_PREFIX = "eval/"
+MACHINE_KEYS = ("cpu", "cpu_capability", "threads", "torch", "mkl", "onednn")
+
+
+def seeds_frame(sweep: Sweep) -> pd.DataFrame:
+    """One row per finished run (arm × seed): every final eval metric, the base policy's, the run folder and the
+    machine it ran on (seeds.csv: anyone can recompute every statistic of the report from it)."""
+    rows = []
+    for run in sweep.finished.sort_values(["arm", "seed"]).itertuples():
+        summary = _summary(sweep, run.run)
+        final, base = summary.get("eval") or {}, summary.get("base_eval") or {}
+        row: dict[str, Any] = {"objective": run.objective, "arm": run.arm, "seed": int(run.seed),
+                               "metric": sweep.metric, "final": run.final}
+        row.update({f"final {k}": v for k, v in sorted(final.items()) if k.startswith(EVAL_PREFIX)})
+        row.update({f"base {k}": v for k, v in sorted(base.items()) if k.startswith(EVAL_PREFIX)})
+        row["run"] = run.run
+        row.update({f"machine {k}": (summary.get("machine") or {}).get(k) for k in MACHINE_KEYS})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _summary(sweep: Sweep, run: str) -> dict[str, Any]:
+    try:
+        data = json.loads((sweep.folder / run / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def machines(sweep: Sweep) -> list[dict[str, Any]]:
+    """The distinct machines (MACHINE_KEYS) the finished runs recorded; {} for runs that recorded none."""
+    seen: list[dict[str, Any]] = []
+    for run in sweep.finished["run"]:
+        machine = {k: v for k, v in (_summary(sweep, run).get("machine") or {}).items() if k in MACHINE_KEYS}
+        if machine not in seen:
+            seen.append(machine)
+    return seen
+
+
+def _machine_note(sweep: Sweep) -> str | None:
+    found = machines(sweep)
+    if len(found) <= 1 and all(found):
+        return None
+    if not any(found):
+        return ("The runs did not record the machine they ran on (recorded before summary.json held it): whether "
+                "they are reproducible bit for bit here is unknown.")
+    described = "; ".join(", ".join(f"{k} {m.get(k)}" for k in MACHINE_KEYS) if m else "not recorded" for m in found)
+    return (f"The runs came from {len(found)} different machines ({described}): the same seed on other CPU kernels "
+            "or another thread count is a fresh draw, so the seeds are not the same experiment on each.")
+
+
 def _notes(sweep: Sweep, baseline: str | None) -> list[str]:
     trials = sweep.trials
-    notes = []
+    notes = [note] if (note := _machine_note(sweep)) else []
     if sweep.still_running:
         states = trials["state"].value_counts()
         counts = ", ".join(f"{int(states.get(s, 0))} {word}" for s, word in
@@ -121,6 +233,6 @@ def _notes(sweep: Sweep, baseline: str | None) -> list[str]:
         reasons = "; ".join(f"trial {t.trial}: {t.failure or 'no reason recorded'}" for t in failed.itertuples())
         notes.append(f"{len(failed)} trial(s) failed ({reasons}); their finished seeds are still used.")
     if baseline is None:
-        notes.append("No baseline: the sweep has no grpo arm and --baseline was not given, so no arm is compared "
-                     "against one.")
+        notes.append("No baseline: the sweep names none (--baseline or the sweep file's baseline:) and has no single "
+                     "grpo arm, so no arm is compared against one.")
     return notes

@@ -43,6 +43,11 @@ class FigureInput:
 Builder = Callable[[FigureInput], "Figure | str"]
 
 
+# g/A from −1 to 2.5 in bins of 0.025 in every report: 0 (a clipped or masked token) and negative weights (DRPO's
+# correction) stay in view; weights beyond either end are counted in the end bins.
+GRADIENT_EDGES = np.linspace(-1.0, 2.5, 141)
+
+
 def objective_colours(objectives: list[str]) -> dict[str, str]:
     """The objectives of :data:`COLOURS` keep their colour everywhere; others (newer objectives, plugins,
     trl:*) share the remaining palette in name order."""
@@ -140,6 +145,17 @@ def entropy_curves(data: FigureInput) -> Figure | str:
     return _curve_figure(data, "entropy/mean", "policy entropy (nats per token)")
 
 
+def _one_step_per_batch(sweep: Sweep) -> pd.DataFrame:
+    """The steps at which a new batch was sampled (the first update of each): the token profile is the batch's, so
+    the other updates of one batch repeat it."""
+    if "updates_per_batch" not in sweep.runs:
+        return sweep.steps
+    period = sweep.runs.set_index("run")["updates_per_batch"].fillna(1).astype(int)
+    steps = sweep.steps
+    every = steps["run"].map(period).fillna(1).astype(int)
+    return steps[(steps["step"] - 1) % every == 0]
+
+
 def shift_curves(data: FigureInput) -> Figure | str:
     """Mean |π − μ| per step; where a batch serves several updates, only the shift reached at each batch's
     last update (every batch restarts at μ, so step by step the curve would be a sawtooth)."""
@@ -169,13 +185,13 @@ def gradient_histograms(data: FigureInput) -> Figure | str:
     stages = ("early", "middle", "late")
     picked = {arm: dict(zip(stages, (s[0], s[len(s) // 2], s[-1]))) for arm, s in steps.items()}
     groups = dict(list(hist.groupby(["arm", "step"])))
-    edges = _common_edges(pd.concat([groups[(arm, step)] for arm in picked for step in picked[arm].values()]))
+    edges = GRADIENT_EDGES  # one x-range in every report, with 0 and negative weights in view
     fig = Figure(figsize=(13, 3.6 + 0.22 * len(picked)), layout="constrained")
     axes = list(fig.subplots(1, 3, sharey=True))
     for ax, stage in zip(axes, stages):
         for objective, arm in sorted(data.comparison.lead_arms.items()):
             if arm in picked:
-                counts = _rebin(groups[(arm, picked[arm][stage])], edges)
+                counts = _rebin(groups[(arm, picked[arm][stage])], edges, keep_tails=True)
                 density = counts / max(counts.sum(), 1) / np.diff(edges)
                 ax.stairs(density, edges, color=data.colours[objective], linewidth=1.6, label=arm)
         for x, style in ((0, "-"), (1, ":")):
@@ -197,12 +213,16 @@ def _with_mass(hist: pd.DataFrame) -> pd.DataFrame:
     return hist[np.array([usable(e, c) for e, c in zip(hist["edges"], hist["counts"])], dtype=bool)]
 
 
-def _rebin(group: pd.DataFrame, edges: np.ndarray) -> np.ndarray:
-    """Every seed's histogram moved onto ``edges`` (runs bin differently), mass spread evenly within a bin."""
+def _rebin(group: pd.DataFrame, edges: np.ndarray, keep_tails: bool = False) -> np.ndarray:
+    """Every seed's histogram moved onto ``edges`` (runs bin differently), mass spread evenly within a bin;
+    ``keep_tails`` adds the mass beyond either end to the end bins instead of dropping it."""
     total = np.zeros(len(edges) - 1)
     for source, counts in zip(group["edges"], group["counts"]):
         cdf = np.concatenate([[0.0], np.cumsum(counts)])
-        total += np.diff(np.interp(edges, source, cdf))
+        at = np.interp(edges, source, cdf)
+        if keep_tails:
+            at[0], at[-1] = 0.0, cdf[-1]
+        total += np.diff(at)
     return total
 
 
@@ -218,7 +238,8 @@ def _common_edges(group: pd.DataFrame) -> np.ndarray:
 
 
 def entropy_performance(data: FigureInput) -> Figure | str:
-    """Evaluation points (H, R) and the fitted R = −a·exp(H) + b, extended to H = 0 (the predicted ceiling)."""
+    """Evaluation points (H, R) and the fitted R = −a·exp(H) + b over the observed entropy range only, with a 95 %
+    percentile bootstrap band (points resampled, refitted; the fit is a hand-made least squares, so is its band)."""
     fits = {o: f for o, f in data.comparison.fits.items() if f is not None}
     if not fits:
         return ("too few evaluation steps with an entropy reading to fit R = −a·exp(H) + b "
@@ -230,13 +251,22 @@ def entropy_performance(data: FigureInput) -> Figure | str:
         arm, colour = data.comparison.lead_arms[objective], data.colours[objective]
         rows = sweep.steps[(sweep.steps["arm"] == arm) & (sweep.steps["status"] == "finished")
                            & (sweep.steps["step"] > 0)].dropna(subset=[sweep.metric, "entropy/mean"])
-        ax.scatter(rows["entropy/mean"], rows[sweep.metric], color=colour, s=14, alpha=0.6)
-        h = np.linspace(0, rows["entropy/mean"].max() * 1.05, 100)
+        h_obs, r_obs = rows["entropy/mean"].to_numpy(), rows[sweep.metric].to_numpy()
+        ax.scatter(h_obs, r_obs, color=colour, s=14, alpha=0.6)
+        h = np.linspace(h_obs.min(), h_obs.max(), 100)
+        band = []
+        for _ in range(400):
+            pick = data.rng.integers(0, len(h_obs), len(h_obs))
+            refit = stats.entropy_fit(h_obs[pick], r_obs[pick])
+            if refit is not None:
+                band.append(refit.predict(h))
+        if len(band) >= 100:
+            low, high = np.percentile(np.array(band), [2.5, 97.5], axis=0)
+            ax.fill_between(h, low, high, color=colour, alpha=0.15, linewidth=0)
         ax.plot(h, fit.predict(h), color=colour, linewidth=1.6,
-                label=f"{arm}: a={fit.a:.4g}, b={fit.b:.4g}, ceiling {fit.ceiling:.3f} (R²={fit.r2:.2f})")
+                label=f"{arm}: a={fit.a:.4g}, b={fit.b:.4g} (R²={fit.r2:.2f}, {fit.points} points)")
     ax.set_xlabel("policy entropy H (nats per token)")
-    ax.set_ylabel(f"held-out {sweep.metric} (fraction correct)")
-    ax.set_xlim(left=0)
+    ax.set_ylabel(f"held-out {sweep.metric}")
     ax.grid(alpha=0.3)
     legend_below(fig, ax)
     return fig
@@ -246,6 +276,7 @@ def token_regime(data: FigureInput) -> Figure | str:
     """Left: the fraction of sampled tokens with μ < 0.1 over training; right: the log10 μ histogram at the
     first (dashed) and last (solid) histogram step, seeds summed; each objective's best arm."""
     sweep, lead = data.sweep, dict(sorted(data.comparison.lead_arms.items()))
+    sweep = dataclasses.replace(sweep, steps=_one_step_per_batch(sweep))  # a batch serving 2 updates is logged twice
     drawn = {o: _curves(sweep, arm, "behaviour/frac_rare") for o, arm in lead.items()}
     drawn = {o: c for o, c in drawn.items() if c.shape[1] >= 2}
     if not drawn:
@@ -257,7 +288,7 @@ def token_regime(data: FigureInput) -> Figure | str:
     for objective, curves in drawn.items():
         _band(axes[0], curves.columns.to_numpy(), curves, data.colours[objective], lead[objective])
     axes[0].axhline(0.1, color="0.5", linewidth=0.9, linestyle="--")
-    axes[0].annotate("10 %: below, the summary warns", (0.01, 0.1), xycoords=("axes fraction", "data"),
+    axes[0].annotate("10 % of sampled tokens", (0.01, 0.1), xycoords=("axes fraction", "data"),
                      xytext=(0, 3), textcoords="offset points", fontsize="x-small", color="0.35")
     axes[0].set_ylim(0, max(0.12, 1.1 * max(float(c.to_numpy().max()) for c in drawn.values())))
     axes[0].yaxis.set_major_formatter(PercentFormatter(1.0))

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import figures, sweep_figures, text
-from .compare import Comparison, choose_baseline, compare
+from . import figures, setting, sweep_figures, text
+from .compare import Comparison, choose_baseline, compare, seeds_frame
 from .document import Block, Heading, Image, Paragraph, to_html, to_markdown
 from .figures import FigureInput, objective_colours, save
 from ..config import ConfigError
@@ -38,13 +38,16 @@ FIGURES: tuple[tuple[str, str, str, figures.Builder], ...] = (
      "behaviour policy that sampled the tokens; where one generated batch serves several updates, the shift reached "
      f"at the last update of each batch (each new batch starts again at π = μ); {BAND}.", figures.shift_curves),
     ("token_regime", "Token regime", "How rare the sampled tokens were under the sampler μ: the share with μ < 0.1 "
-     f"over training ({BAND}) and the distribution of log10 μ at the first and last histogram step, seeds summed. "
+     f"in each sampled batch over training, one point per batch ({BAND}) and the distribution of log10 μ at the first and last histogram step, seeds summed. "
      "Ratio clips and divergence trust regions differ on rare tokens only.", figures.token_regime),
     ("gradient_weights", "Gradient weights per token", "Distribution of g/A, the gradient weight each objective "
-     "really applied per token (read from autograd), at the first, middle and last logged step, seeds pooled.",
+     "really applied per token (read from autograd), at the first, middle and last logged step, seeds pooled; the "
+     "same x-range, −1 to 2.5, in every report (0: a token clipped or masked; below 0: a corrective weight), weights "
+     "beyond it counted in the end bins.",
      figures.gradient_histograms),
     ("entropy_fit", "Entropy–performance fit", "R = −a·exp(H) + b fitted to (entropy, held-out metric) at the "
-     "evaluation steps (Cui et al., arXiv 2505.22617); the curve is extended to H = 0, the predicted ceiling.",
+     "evaluation steps (Cui et al., arXiv 2505.22617), drawn over the observed entropy range only, with a 95% "
+     "bootstrap band (evaluation points resampled and refitted, 400 times).",
      figures.entropy_performance),
     ("geometry", "Objective geometry", "Gradient weight g/A against the probability shift π − μ at μ = 0.5, for "
      "A > 0 (full colour) and A < 0 (light), at each parameter setting the sweep ran.", sweep_figures.geometry),
@@ -79,10 +82,10 @@ def build_report(name: str, out: Path | None = None, baseline: str | None = None
     check_destination(out)
     step("loading the sweep")
     sweep = load_sweep(name, root, storage)
-    baseline = choose_baseline(sweep, baseline)
+    baseline, named_by = choose_baseline(sweep, baseline)
     step("statistics over seeds")
     rng = np.random.default_rng(SEED)
-    comparison = compare(sweep, baseline, rng)
+    comparison = compare(sweep, baseline, rng, baseline_source=named_by)
     try:
         tmp = staging_folder(out)  # also removes the staging folders of builds killed before
     except (FileNotFoundError, NotADirectoryError) as err:  # /proc/foo, a file on the way: not a place for a folder
@@ -102,6 +105,8 @@ def build_report(name: str, out: Path | None = None, baseline: str | None = None
         (tmp / "report.md").write_text(to_markdown(blocks))
         (tmp / "report.html").write_text(to_html(blocks, f"Sweep {name}: comparison report", tmp))
         text.results_frame(comparison).to_csv(tmp / "results.csv", index=False)
+        seeds_frame(sweep).to_csv(tmp / "seeds.csv", index=False)
+        setting.arm_measures(sweep, comparison).to_csv(tmp / "measures.csv", index=False)
         check_destination(out, {p.name for p in tmp.iterdir()})  # again: something may have been put there meanwhile
         _replace(tmp, out)
     except BaseException:
@@ -142,7 +147,7 @@ def _replace(tmp: Path, out: Path) -> None:
 
 def _blocks(sweep: Sweep, comparison: Comparison, drawn: dict[str, Path], skipped: dict[str, str]) -> list[Block]:
     blocks: list[Block] = [Heading(f"Sweep {sweep.name}: comparison report", 1), *text.summary(sweep, comparison),
-                           *text.tables(sweep, comparison)]
+                           *setting.blocks(sweep, comparison), *text.tables(sweep, comparison)]
     blocks.append(Heading("Figures"))
     for stem, title, caption, _ in FIGURES:
         blocks.append(Heading(title, 3))

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as scipy_stats
+from scipy.optimize import brentq
 
 LEVEL = 0.95
 REPS = 2000  # bootstrap resamples (IQM only)
@@ -301,3 +302,145 @@ def entropy_fit(entropy: np.ndarray, performance: np.ndarray) -> EntropyFit | No
     total = np.sum((r - r.mean()) ** 2)
     r2 = 1 - np.sum(residual**2) / total if total > 0 else 1.0
     return EntropyFit(float(a), float(b), float(r2), int(h.size))
+
+
+# ---- paired comparisons, equivalence, what n can show (DESIGN.md, "Measuring a difference") -------------
+
+MARGIN = 0.02  # default equivalence margin, in units of the metric (a sweep file's equivalence_margin)
+WILCOXON_MIN_PAIRS = 6  # below this the signed-rank test cannot reach p < 0.05 (two-sided, exact: 2/2^5)
+VERDICTS = ("better", "worse", "matches", "not resolved")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """mean(x) − mean(y) tested one way: paired by seed when both arms ran the same seeds, else Welch."""
+
+    method: str  # "paired t" or "Welch"
+    difference: Estimate  # its 95 % interval is the same scipy result as ``p``
+    t: float
+    p: float
+    df: float
+    wilcoxon_p: float | None = None  # signed-rank p on the pairs, from WILCOXON_MIN_PAIRS pairs
+
+
+def difference_test(x: np.ndarray, y: np.ndarray, paired: bool, level: float = LEVEL) -> Difference | None:
+    """Paired t (``scipy.stats.ttest_rel``; with WILCOXON_MIN_PAIRS pairs or more also ``scipy.stats.wilcoxon``)
+    or Welch; None where no test applies (fewer than 2 seeds a side, or no spread to test against)."""
+    x, y = per_seed(x, "x"), per_seed(y, "y")
+    if not paired:
+        welch = welch_test(x, y, level)
+        return None if welch is None else Difference("Welch", welch.difference, welch.t, welch.p, welch.df)
+    if len(x) != len(y):
+        raise ValueError(f"a paired test needs the same seeds on both sides, got {len(x)} and {len(y)}")
+    d = x - y
+    if len(d) < 2 or np.ptp(d) == 0:  # one pair, or pairs that differ by the same amount: nothing to test with
+        return None
+    with _constant_arms_allowed():
+        result = scipy_stats.ttest_rel(x, y)
+        ci = result.confidence_interval(level)
+    wilcoxon = float(scipy_stats.wilcoxon(x, y).pvalue) if len(d) >= WILCOXON_MIN_PAIRS and np.any(d) else None
+    diff = Estimate(float(d.mean()), float(ci.low), float(ci.high), len(d))
+    return Difference("paired t", diff, float(result.statistic), float(result.pvalue), float(result.df), wilcoxon)
+
+
+def tost_p(x: np.ndarray, y: np.ndarray, margin: float, paired: bool) -> np.ndarray:
+    """TOST's p-value over the last axis (vectorised, so a simulation runs at once): the larger of the two one-sided
+    p-values of scipy's t-tests with ``alternative``, on the pairs' differences or by Welch."""
+    with _constant_arms_allowed():
+        if paired:
+            d = x - y
+            above = scipy_stats.ttest_1samp(d, -margin, axis=-1, alternative="greater").pvalue
+            below = scipy_stats.ttest_1samp(d, margin, axis=-1, alternative="less").pvalue
+        else:
+            above = scipy_stats.ttest_ind(x + margin, y, axis=-1, equal_var=False, alternative="greater").pvalue
+            below = scipy_stats.ttest_ind(x - margin, y, axis=-1, equal_var=False, alternative="less").pvalue
+    return np.maximum(above, below)
+
+
+def tost(x: np.ndarray, y: np.ndarray, margin: float, paired: bool) -> float | None:
+    """Two one-sided tests of |mean(x) − mean(y)| < margin (Schuirmann): p < α says "matches" (equivalently,
+    the 1 − 2α interval lies inside ±margin); paired or Welch as :func:`difference_test`. None where no test
+    applies (fewer than 2 seeds a side, or no spread)."""
+    x, y = per_seed(x, "x"), per_seed(y, "y")
+    if margin <= 0:
+        raise ValueError(f"equivalence margin must be positive, got {margin}")
+    if paired:
+        if len(x) != len(y) or len(x) < 2 or np.ptp(x - y) == 0:
+            return None
+    elif _no_spread(x, y):
+        return None
+    return float(tost_p(x, y, margin, paired))
+
+
+def verdict(test: Difference | None, tost_p: float | None, alpha: float = ALPHA) -> str:
+    """One of VERDICTS: "matches" only when TOST shows equivalence; else "better"/"worse" when the difference's
+    interval excludes 0; else "not resolved" (including when no test applies)."""
+    if tost_p is not None and tost_p < alpha:
+        return "matches"
+    if test is not None and test.p < alpha:
+        return "better" if test.difference.value > 0 else "worse"
+    return "not resolved"
+
+
+def _spread(x: np.ndarray, y: np.ndarray, paired: bool) -> tuple[float, float] | None:
+    """(standard error of the difference per √n seeds, i.e. its SD at n = 1, and df per seed) for planning."""
+    if paired:
+        sd = float(np.std(x - y, ddof=1))
+        return (sd, 1.0) if sd > 0 else None
+    vx, vy = float(np.var(x, ddof=1)), float(np.var(y, ddof=1))
+    if vx + vy == 0:
+        return None
+    return math.sqrt(vx + vy), (vx + vy) ** 2 / (vx**2 + vy**2)  # Welch–Satterthwaite df is (n − 1) × this
+
+
+def minimum_detectable_effect(x: np.ndarray, y: np.ndarray, paired: bool, power: float = POWER,
+                              alpha: float = ALPHA) -> float | None:
+    """Planning figure: the smallest true difference a two-sided test at ``alpha`` on these seeds would detect
+    with ``power``, at the observed spread (noncentral t; scipy has the distribution but no t-test power solver,
+    hence the root search). None with fewer than 2 seeds a side or no spread."""
+    x, y = per_seed(x, "x"), per_seed(y, "y")
+    n = min(len(x), len(y))
+    spread = _spread(x, y, paired) if n >= 2 else None
+    if spread is None:
+        return None
+    sd, df_per = spread
+    df = max((n - 1) * df_per, 1.0)
+    se = sd / math.sqrt(n)
+    crit = scipy_stats.t.ppf(1 - alpha / 2, df)
+
+    def shortfall(effect: float) -> float:
+        shift = effect / se
+        achieved = scipy_stats.nct.sf(crit, df, shift) + scipy_stats.nct.cdf(-crit, df, shift)
+        if not np.isfinite(achieved):  # scipy's nct fails far in the tail, where t is normal anyway
+            achieved = scipy_stats.norm.sf(crit - shift) + scipy_stats.norm.cdf(-crit - shift)
+        return float(achieved) - power
+
+    top = se
+    while shortfall(top) < 0:
+        top *= 2
+    return float(brentq(shortfall, 0.0, top))
+
+
+def seeds_for_margin(x: np.ndarray, y: np.ndarray, margin: float, paired: bool, power: float = POWER,
+                     alpha: float = ALPHA) -> float | None:
+    """Planning figure: seeds per arm at which TOST at ``alpha`` would show equivalence within ±margin with
+    ``power`` if the true difference were 0, at the observed spread (the usual central-t approximation,
+    power ≈ 2·F_t(margin/se − t_crit) − 1, as in Chow et al.'s sample-size tables; scipy has no TOST planner);
+    inf beyond MAX_SEEDS, None without spread."""
+    x, y = per_seed(x, "x"), per_seed(y, "y")
+    spread = _spread(x, y, paired) if min(len(x), len(y)) >= 2 else None
+    if spread is None:
+        return None
+    sd, df_per = spread
+
+    def achieved(n: int) -> float:
+        df = max((n - 1) * df_per, 1.0)
+        return 2 * float(scipy_stats.t.cdf(margin / (sd / math.sqrt(n)) - scipy_stats.t.ppf(1 - alpha, df), df)) - 1
+
+    if achieved(MAX_SEEDS) < power:
+        return math.inf
+    low, high = 1, MAX_SEEDS
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if achieved(middle) >= power else (middle, high)
+    return float(high)

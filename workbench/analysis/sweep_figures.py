@@ -47,14 +47,22 @@ def geometry(data: FigureInput) -> Figure | str:
     axes = fig.subplots(rows, columns, squeeze=False, sharey=True)
     for ax, (objective, settings) in zip(axes.flat, drawn.items()):
         colour = data.colours.get(objective, "black")
-        for params, style in zip(settings, STYLES):  # at most four settings stay readable
+        styles = [(style, width) for width in (1.0, 2.2) for style in STYLES]  # eight distinct line styles
+        for k, params in enumerate(settings):  # every setting the sweep ran
+            style, width = styles[k % len(styles)]
             label = ", ".join(f"{SYMBOLS.get(k, k)}={v}" for k, v in sorted(params.items())) or "defaults"
             drawn_before = len(ax.lines)
             plot_geometry(ax, get_objective(objective, **params), 0.5, linestyle=style, label=label)
             _recolour(ax.lines[drawn_before:], colour)
-        shown = f" ({len(STYLES)} of {len(settings)} settings)" if len(settings) > len(STYLES) else ""
-        ax.set_title(objective + shown, color=colour)
-        ax.legend(fontsize="xx-small", loc="lower left")
+            for line in ax.lines[drawn_before:]:
+                if line.get_label().startswith("A "):
+                    line.set_linewidth(line.get_linewidth() * width / 1.6)
+        ax.set_title(objective, color=colour)
+        handles = [line for line in ax.lines if line.get_label().startswith("A >")]
+        labels = [", ".join(f"{SYMBOLS.get(k, k)}={v}" for k, v in sorted(p.items())) or "defaults"
+                  for p in settings][:len(handles)]
+        ax.legend(handles, labels, fontsize="xx-small", loc="upper center", bbox_to_anchor=(0.5, -0.18),
+                  ncols=2, title="A > 0 full colour, A < 0 light", title_fontsize="xx-small")
     for ax in list(axes.flat)[len(drawn):]:
         ax.set_visible(False)
     return fig
@@ -111,7 +119,12 @@ def precision_heatmap(data: FigureInput) -> Figure | str:
     cells = runs.groupby(["row", column])["final"].apply(lambda x: stats.mean_interval(x.to_numpy()))
     fig = Figure(figsize=(1.6 + 1.6 * table.shape[1], 1.2 + 0.75 * table.shape[0]), layout="constrained")
     ax = fig.subplots()
-    image = ax.imshow(table.to_numpy(), cmap="viridis", aspect="auto")
+    # The colour scale spans at least the widest cell interval around the cells' centre, so noise-sized
+    # differences between cells stay noise-coloured instead of filling the whole scale.
+    widest = max((c.high - c.low for c in cells if c.has_interval), default=0.0)
+    centre, spread = float(np.nanmean(table.to_numpy())), float(np.nanmax(table.to_numpy()) - np.nanmin(table.to_numpy()))
+    half = max(spread, widest) / 2 or 0.01
+    image = ax.imshow(table.to_numpy(), cmap="viridis", aspect="auto", vmin=centre - half, vmax=centre + half)
     ax.set_xticks(range(table.shape[1]), table.columns)
     ax.set_yticks(range(table.shape[0]), table.index)
     for (i, j), value in np.ndenumerate(table.to_numpy()):
@@ -127,8 +140,26 @@ def precision_heatmap(data: FigureInput) -> Figure | str:
     return fig
 
 
+SEARCHING = ("tpe", "gp", "random")
+MIN_SEARCH_TRIALS = 10
+
+
+def _not_a_search(data: FigureInput) -> str | None:
+    """Why a search figure would show noise as structure: a grid (every setting once, no search) or too few trials."""
+    sampler = (data.sweep.meta.get("spec") or {}).get("sampler", "grid")
+    complete = int((data.sweep.trials["state"] == "COMPLETE").sum())
+    if sampler not in SEARCHING:
+        return (f"the sweep's sampler is {sampler}: every setting ran once, nothing was searched, and differences "
+                "between its trials are the seed noise the results table tests")
+    if complete < MIN_SEARCH_TRIALS:
+        return f"{complete} complete trials: fewer than {MIN_SEARCH_TRIALS} cannot show what the search found"
+    return None
+
+
 def parameter_importances(data: FigureInput) -> Figure | str:
     """PED-ANOVA importances (Optuna's evaluator that needs no scikit-learn) over the complete trials."""
+    if (why := _not_a_search(data)) is not None:
+        return why
     study = data.sweep.study
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     names = sorted({p for t in complete for p in t.distributions})
@@ -151,6 +182,8 @@ def parameter_importances(data: FigureInput) -> Figure | str:
 
 def optimisation_history(data: FigureInput) -> Figure | str:
     """Trial values in trial order, coloured by objective, with the best value so far."""
+    if (why := _not_a_search(data)) is not None:
+        return why
     complete = data.sweep.trials[(data.sweep.trials["state"] == "COMPLETE") & data.sweep.trials["value"].notna()]
     if len(complete) <= complete["objective"].nunique():
         return "one complete trial per objective: there was no search over parameters to show the progress of"

@@ -11,19 +11,29 @@ from .load import Sweep
 from ..config import RunConfig
 from ..tasks import describe_task
 
-RESULT_HEADERS = ("objective", "arm", "seeds", "mean [95% CI]", "IQM [95% CI]", "Δ mean vs baseline [95% CI]",
-                  "P(beats baseline) [95% CI]", "Welch p", "seeds for 80% power")
+RESULT_HEADERS = ("objective", "arm", "seeds", "mean [95% CI]", "IQM [95% CI]", "Δ vs baseline [95% CI]", "test",
+                  "p", "TOST p", "verdict", "MDE, 80% power (planning)", "seeds for the margin (planning)")
 FEW_SEEDS = 5
-METHODS = ("Intervals are 95% over seeds (a seed is the unit, never a step): Student's t for an arm's mean and "
-           "Welch's for its difference from the baseline, the same Welch test that gives p, so an interval excludes 0 "
-           "exactly when p < 0.05 (t intervals hold for normal seed scores at any number of seeds, where a "
-           "bootstrap over 3 seeds is far too narrow; simulated, Welch's covers 94–97% at 3 seeds per arm); "
-           "Newcombe's score interval for P(beats baseline), which stays wide when every seed pair agrees "
-           "(simulated coverage 90–97% at 3 seeds per arm, 94–97% from 5); a BCa "
-           f"bootstrap for the IQM from {stats.IQM_MIN_SEEDS} seeds up only ({stats.REPS} resamples; with fewer "
-           "seeds it is too narrow, so the IQM is given alone). No interval is given from one seed or from seeds "
-           "that all scored the same. Seeds for 80% power: seeds per arm at which a two-sided Welch test at α = 0.05 "
-           "would resolve the observed difference, taking the observed means and spreads as true.")
+WORDS = stats.VERDICTS  # the only words a summary uses for a comparison
+
+
+def methods(margin: float) -> str:
+    return ("Intervals are 95% over seeds (a seed is the unit, never a step): Student's t for an arm's mean. The "
+            "difference from the baseline is paired by seed when both arms ran the same seeds (they share the seed's "
+            "first batches and evaluation prompts; paired t interval, and from "
+            f"{stats.WILCOXON_MIN_PAIRS} pairs Wilcoxon's signed-rank p beside it), else Welch's unequal-variance "
+            "interval; its p is the same scipy test, so an interval excludes 0 exactly when p < 0.05. "
+            f"Equivalence: two one-sided tests (TOST) against the margin ±{_num(margin)} of the metric, fixed in the "
+            "sweep file (equivalence_margin) before the runs. Verdicts, the only words the summary uses: **matches** "
+            "when TOST p < 0.05 (the 90% interval lies inside the margin); else **better** or **worse** when the "
+            "95% interval excludes 0; else **not resolved** (a difference that is not significant is not shown to be "
+            "absent). Planning figures, not findings: the minimum detectable effect (MDE) is the smallest true "
+            "difference a two-sided test at α = 0.05 on these seeds detects with 80% power at the observed spread; "
+            "seeds for the margin is how many seeds per arm TOST would need to show \"matches\" with 80% power if "
+            "the true difference were 0. Newcombe's score interval for P(beats baseline) (results.csv); a BCa "
+            f"bootstrap for the IQM from {stats.IQM_MIN_SEEDS} seeds up only ({stats.REPS} resamples; with fewer "
+            "seeds it is too narrow, so the IQM is given alone). No interval is given from one seed or from seeds "
+            "that all scored the same.")
 
 
 def _num(x: float, signed: bool = False) -> str:
@@ -56,62 +66,37 @@ def _needed(n: float | None) -> str:
 
 
 def headline(sweep: Sweep, comparison: Comparison) -> str:
-    """Who won, by how much, with what interval, over how many seeds."""
+    """Each arm against the named baseline, in one of the four words, with its interval and test."""
     metric = f"final `{sweep.metric}`"
     arms = comparison.arms
     if not arms:
         return "No run of this sweep has finished yet: there is nothing to compare."
-    win = arms[0]
-    tied = [a.arm for a in arms if a.mean.value == win.mean.value]
-    if len(tied) > 1:
-        return (f"No arm is ahead: {', '.join(tied)} tie at mean {metric} {_num(win.mean.value)} "
-                f"({_ci_phrase(win.mean)}, {_seeds(win.mean.seeds)}). " + _after_tie(arms, len(tied)))
-    won = (f"**{win.arm}** has the best {metric}: mean {_num(win.mean.value)} ({_ci_phrase(win.mean)}, "
-           f"{_seeds(win.mean.seeds)})")
-    if len(arms) == 1:
-        return won + "; it is the only arm with finished runs, so there is nothing to compare it with."
     if comparison.baseline_arm is None:
-        second = arms[1]
-        return (won + f", {_num(win.mean.value - second.mean.value, signed=True)} ahead of {second.arm} (mean "
-                f"{_num(second.mean.value)}, {_ci_phrase(second.mean)}, {_seeds(second.mean.seeds)}). "
-                "There is no baseline, so no difference interval is given.")
+        means = "; ".join(f"{a.arm} {_num(a.mean.value)} ({_ci_phrase(a.mean)}, {_seeds(a.mean.seeds)})" for a in arms)
+        return (f"No baseline is named (--baseline, or baseline: in the sweep file), so no arm is compared with "
+                f"another: mean {metric} per arm: {means}.")
     base = comparison.result(comparison.baseline_arm)
-    if win.arm == base.arm:
-        rival = arms[1]
-        return (f"The baseline **{base.arm}** has the best {metric}: mean {_num(base.mean.value)} "
-                f"({_ci_phrase(base.mean)}, {_seeds(base.mean.seeds)}); the best other arm, {rival.arm}, is "
-                f"{_num(-rival.difference.value)} behind ({_ci_phrase(rival.difference)} for the difference, "
-                f"{_seeds(rival.mean.seeds)}). " + _separable(rival))
-    return (won + f", {_num(win.difference.value, signed=True)} against the baseline {base.arm} (mean {_num(base.mean.value)}, "
-            f"{_seeds(base.mean.seeds)}; {_ci_phrase(win.difference)} for the difference). "
-            f"P(a seed of it beats a seed of the baseline) = {_num(win.improvement.value)} "
-            f"({_ci_phrase(win.improvement)}). " + _separable(win))
+    named = f"; named by {comparison.baseline_source}" if comparison.baseline_source else ""
+    opening = (f"Against the baseline **{base.arm}** (mean {metric} {_num(base.mean.value)}, {_ci_phrase(base.mean)}, "
+               f"{_seeds(base.mean.seeds)}{named}), margin ±{_num(comparison.margin)}: ")
+    others = [a for a in arms if a.arm != base.arm]
+    if not others:
+        return opening + "it is the only arm with finished runs, so there is nothing to compare it with."
+    return opening + "; ".join(verdict_clause(a) for a in others) + "."
 
 
-def _after_tie(arms: list[ArmResult], tied: int) -> str:
-    if tied == len(arms):
-        return "Every arm has the same mean."
-    nxt = arms[tied]
-    return f"The next best, {nxt.arm}, has mean {_num(nxt.mean.value)} (95% CI {_ci(nxt.mean)})."
-
-
-def _separable(result: ArmResult) -> str:
-    """Whether the difference is resolved, decided by Welch's p alone (its interval is the same test's)."""
-    welch = result.welch
-    if welch is None:
-        return f"No Welch test ({result.difference.why}): the sweep cannot say whether the two differ."
-    if welch.p < stats.ALPHA:
-        return (f"Welch's t-test resolves the difference (p = {welch.p:.3g} < {stats.ALPHA}; its 95% interval "
-                "excludes 0).")
-    need = result.seeds_needed
-    sentence = (f"Welch's t-test does not resolve the difference (p = {welch.p:.3g} ≥ {stats.ALPHA}; its 95% "
-                "interval contains 0): at this many seeds the sweep cannot tell the two apart")
-    if need == float("inf"):
-        return sentence + f"; a difference this small would need more than {stats.MAX_SEEDS:,} seeds per arm."
-    if need is not None:
-        return (sentence + f"; a difference this size would need about {need:,.0f} seeds per arm to resolve "
-                "(80% power, α = 0.05, observed spreads).")
-    return sentence + "."
+def verdict_clause(a: ArmResult) -> str:
+    """'drpo **matches** (Δ −0.001, 95% CI [−0.012, 0.010], paired t p = 0.81; TOST p = 0.004)'."""
+    if a.test is None:
+        why = a.difference.why if a.difference is not None else "no test"
+        return (f"{a.arm} **{a.verdict or 'not resolved'}** (mean {_num(a.mean.value)}, {_ci_phrase(a.mean)}; "
+                f"no test: {why})")
+    t = a.test
+    wilcoxon = f", Wilcoxon p = {t.wilcoxon_p:.3g}" if t.wilcoxon_p is not None else ""
+    tost = f"TOST p = {a.tost_p:.3g}" if a.tost_p is not None else "no TOST"
+    planning = f"; MDE {_num(a.mde)}" if a.mde is not None else ""
+    return (f"{a.arm} **{a.verdict}** (Δ {_num(t.difference.value, signed=True)}, {_ci_phrase(t.difference)}, "
+            f"{t.method} p = {t.p:.3g}{wilcoxon}; {tost}{planning})")
 
 
 def few_seeds_sentence(comparison: Comparison) -> str | None:
@@ -152,21 +137,25 @@ def summary(sweep: Sweep, comparison: Comparison) -> list[Block]:
     finished = sweep.finished
     scope = (f"From the local run store at `{sweep.folder}`: {len(sweep.trials)} trials, {len(sweep.runs)} runs, "
              f"{len(finished)} finished. Metric: {sweep.metric} at the final evaluation. An arm is one objective "
-             "with one parameter setting; curves show each objective's best arm. " + task_sentence(sweep))
+             "with one parameter setting; curves show the baseline arm and each other objective's best arm. "
+             + task_sentence(sweep))
     optional = (few_seeds_sentence(comparison), regime.warning(regime.sweep_profile(sweep)))
     items = [headline(sweep, comparison), *filter(None, optional), flagged_sentence(comparison, len(sweep.runs)),
              *comparison.notes]
-    return [Heading("Summary"), Bullets(tuple(items)), Paragraph(scope), Paragraph(f"**Methods.** {METHODS}")]
+    return [Heading("Summary"), Bullets(tuple(items)), Paragraph(scope), Paragraph(f"**Methods.** {methods(comparison.margin)}")]
 
 
 def tables(sweep: Sweep, comparison: Comparison) -> list[Block]:
     rows = tuple((a.objective, a.arm, str(a.mean.seeds), _with_ci(a.mean), _with_ci(a.iqm),
-                  _with_ci(a.difference, signed=True), _with_ci(a.improvement),
-                  f"{a.welch.p:.3g}" if a.welch else "—", _needed(a.seeds_needed)) for a in comparison.arms)
+                  _with_ci(a.difference, signed=True), a.test.method if a.test else "—",
+                  f"{a.test.p:.3g}" if a.test else "—", f"{a.tost_p:.3g}" if a.tost_p is not None else "—",
+                  a.verdict or "—", _num(a.mde) if a.mde is not None else "—", _needed(a.seeds_for_margin))
+                 for a in comparison.arms)
     blocks: list[Block] = [Heading("Results"), Paragraph(
-        f"Final {sweep.metric} per arm over its finished seeds, best mean first. Baseline: "
-        f"{comparison.baseline_arm or 'none'}. Welch p: two-sided unequal-variance t-test against the baseline "
-        "(— where fewer than two seeds or no variance). Methods: see the note under the summary."),
+        f"Final {sweep.metric} per arm over its finished seeds, highest mean first. Baseline: "
+        f"{comparison.baseline_arm or 'none'}; equivalence margin ±{_num(comparison.margin)}. Test: paired t when "
+        "the arm ran the baseline's seeds, else Welch (— where fewer than two seeds or no variance). Per-seed values: "
+        "seeds.csv. Methods: see the note under the summary."),
         Table(RESULT_HEADERS, rows)]
     fits = [(o, comparison.lead_arms[o], f) for o, f in comparison.fits.items() if f is not None]
     if fits:
@@ -244,7 +233,13 @@ def results_frame(comparison: Comparison) -> pd.DataFrame:
         row = {"objective": a.objective, "arm": a.arm, "seeds": a.mean.seeds}
         for key, e in (("mean", a.mean), ("iqm", a.iqm), ("diff", a.difference), ("p_improve", a.improvement)):
             row.update({key: e.value, f"{key}_low": e.low, f"{key}_high": e.high} if e else {})
-        row["welch_p"] = a.welch.p if a.welch else None
-        row["seeds_needed"] = a.seeds_needed
+        row["test"] = a.test.method if a.test else None
+        row["p"] = a.test.p if a.test else None
+        row["wilcoxon_p"] = a.test.wilcoxon_p if a.test else None
+        row["tost_p"] = a.tost_p
+        row["margin"] = comparison.margin if a.verdict else None
+        row["verdict"] = a.verdict
+        row["mde"] = a.mde
+        row["seeds_for_margin"] = a.seeds_for_margin
         rows.append(row)
     return pd.DataFrame(rows)

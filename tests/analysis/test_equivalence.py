@@ -1,0 +1,165 @@
+"""Paired differences, equivalence (TOST), verdict words and planning figures: against scipy and by hand on fixed
+data, TOST's false "matches" rate by simulation, the four words on hand-made cases, the named baseline."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from workbench.analysis import stats, text
+from workbench.analysis.compare import Comparison, choose_baseline, compare_arms
+from workbench.config import ConfigError
+
+# Fixed data: five seeds of two arms that share the seeds (a seed effect both arms carry).
+X = np.array([0.301, 0.276, 0.334, 0.290, 0.312])
+Y = np.array([0.295, 0.281, 0.322, 0.281, 0.309])
+
+
+def test_paired_interval_is_the_textbook_one_and_scipys():
+    result = stats.difference_test(X, Y, paired=True)
+    d = X - Y
+    half = scipy_stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    assert result.method == "paired t" and result.df == len(d) - 1
+    assert (result.difference.low, result.difference.high) == pytest.approx((d.mean() - half, d.mean() + half))
+    reference = scipy_stats.ttest_rel(X, Y)
+    assert result.p == pytest.approx(reference.pvalue) and result.t == pytest.approx(reference.statistic)
+    # Pairing removes the seed effect: the paired interval is far narrower than Welch's on the same numbers.
+    welch = stats.difference_test(X, Y, paired=False)
+    assert welch.method == "Welch" and result.difference.high - result.difference.low < \
+        0.5 * (welch.difference.high - welch.difference.low)
+    assert result.wilcoxon_p is None  # 5 pairs: below WILCOXON_MIN_PAIRS
+    six = stats.difference_test(np.append(X, 0.3), np.append(Y, 0.31), paired=True)
+    assert six.wilcoxon_p == pytest.approx(scipy_stats.wilcoxon(np.append(X, 0.3), np.append(Y, 0.31)).pvalue)
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_tost_is_the_larger_one_sided_p_and_agrees_with_the_90_percent_interval(paired):
+    margin = 0.02
+    p = stats.tost(X, Y, margin, paired)
+    if paired:
+        d = X - Y
+        se = d.std(ddof=1) / math.sqrt(len(d))
+        df = len(d) - 1
+        by_hand = max(scipy_stats.t.sf((d.mean() + margin) / se, df), scipy_stats.t.cdf((d.mean() - margin) / se, df))
+        interval = scipy_stats.ttest_rel(X, Y).confidence_interval(0.90)
+    else:
+        vx, vy = X.var(ddof=1) / len(X), Y.var(ddof=1) / len(Y)
+        se, df = math.sqrt(vx + vy), (vx + vy) ** 2 / (vx**2 / (len(X) - 1) + vy**2 / (len(Y) - 1))
+        gap = X.mean() - Y.mean()
+        by_hand = max(scipy_stats.t.sf((gap + margin) / se, df), scipy_stats.t.cdf((gap - margin) / se, df))
+        interval = scipy_stats.ttest_ind(X, Y, equal_var=False).confidence_interval(0.90)
+    assert p == pytest.approx(by_hand)
+    inside = -margin < interval.low and interval.high < margin
+    assert (p < 0.05) == inside
+    for tighter in (0.002, 0.005, 0.01, 0.05):  # the same agreement at other margins, passing and failing
+        q = stats.tost(X, Y, tighter, paired)
+        assert (q < 0.05) == (-tighter < interval.low and interval.high < tighter)
+
+
+@pytest.mark.parametrize("paired", [True, False])
+@pytest.mark.parametrize("n", [5, 10])
+@pytest.mark.parametrize("sd", [0.01, 0.03])
+def test_tost_says_matches_at_most_5_percent_of_the_time_when_the_true_difference_is_the_margin(paired, n, sd):
+    margin, experiments = 0.02, 20000
+    rng = np.random.default_rng(n * 100 + int(sd * 1000) + paired)
+    seed_effect = rng.normal(0, 0.03, (experiments, n))  # shared by both arms when paired
+    x = 0.3 + margin + (seed_effect if paired else rng.normal(0, 0.03, (experiments, n))) + rng.normal(0, sd, (experiments, n))
+    y = 0.3 + seed_effect + rng.normal(0, sd, (experiments, n))
+    rate = float(np.mean(stats.tost_p(x, y, margin, paired) < 0.05))
+    assert stats.tost(x[0], y[0], margin, paired) == pytest.approx(stats.tost_p(x[:1], y[:1], margin, paired)[0])
+    # The size of TOST at the margin is at most α; allow the simulation's own error (2 SE of 20,000 draws at 5%).
+    assert rate <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / experiments), rate
+    if paired and sd == 0.01 and n == 10:
+        assert rate > 0.03  # the test is not vacuous: near the bound when the spread is small against the margin
+
+
+def _comparison(scores, seeds=None, margin=0.02):
+    arms, lead, base = compare_arms(scores, {a: a.split()[0] for a in scores}, "grpo", np.random.default_rng(0),
+                                    reps=200, margin=margin, seeds=seeds)
+    return Comparison(base, arms, lead, {}, pd.DataFrame(), margin=margin, baseline_source="--baseline")
+
+
+def test_verdict_words_on_hand_made_cases():
+    rng = np.random.default_rng(5)
+    seed_effect = rng.normal(0, 0.03, 10)
+    seeds = {a: tuple(range(10)) for a in ("grpo", "same", "up", "down")}
+    scores = {"grpo": 0.3 + seed_effect + rng.normal(0, 0.003, 10),
+              "same": 0.3 + seed_effect + rng.normal(0, 0.003, 10),
+              "up": 0.35 + seed_effect + rng.normal(0, 0.003, 10),
+              "down": 0.25 + seed_effect + rng.normal(0, 0.003, 10)}
+    c = _comparison(scores, seeds)
+    verdicts = {a.arm: a.verdict for a in c.arms if a.arm != "grpo"}
+    assert verdicts == {"same": "matches", "up": "better", "down": "worse"}
+    assert all(c.result(a).test.method == "paired t" for a in verdicts)
+    # Two seeds with seed-to-seed noise: the means are close but nothing can be shown either way.
+    tiny = _comparison({"grpo": np.array([0.30, 0.33]), "same": np.array([0.31, 0.30])},
+                       {"grpo": (0, 1), "same": (0, 1)})
+    assert tiny.result("same").verdict == "not resolved"
+    # Arms that ran different seeds are compared by Welch.
+    welch = _comparison({"grpo": scores["grpo"], "same": scores["same"][:8]},
+                        {"grpo": tuple(range(10)), "same": tuple(range(8))})
+    assert welch.result("same").test.method == "Welch"
+    sentence = text.headline(SimpleNamespace(metric="eval/p_correct"), c)
+    assert "same **matches**" in sentence and "up **better**" in sentence and "down **worse**" in sentence
+    bold = {w for w in sentence.split("**")[1::2] if w != "grpo"}
+    assert bold <= set(stats.VERDICTS)
+
+
+def test_planning_figures():
+    # MDE: at the returned effect, a paired test on these 5 seeds has 80 % power (by simulation).
+    mde = stats.minimum_detectable_effect(X, Y, paired=True)
+    sd = np.std(X - Y, ddof=1)
+    rng = np.random.default_rng(2)
+    d = rng.normal(mde, sd, (4000, 5))
+    power = np.mean(scipy_stats.ttest_1samp(d, 0, axis=1).pvalue < 0.05)
+    assert 0.77 < power < 0.83
+    # Seeds for the margin: more seeds for a tighter margin; none can be planned without spread.
+    assert stats.seeds_for_margin(X, Y, 0.005, True) > stats.seeds_for_margin(X, Y, 0.02, True)
+    assert stats.seeds_for_margin(np.full(3, 0.3), np.full(3, 0.3), 0.02, False) is None
+
+
+def _sweep(arms, spec_baseline=None):
+    trials = pd.DataFrame([{"objective": o, "arm": a, "delta": d} for o, a, d in arms])
+    return SimpleNamespace(name="s", trials=trials, meta={"spec": {"baseline": spec_baseline}})
+
+
+def test_the_baseline_is_named_never_picked():
+    sweep = _sweep([("grpo", "grpo", None), ("drpo", "drpo (δ=0.05)", 0.05), ("drpo", "drpo (δ=0.15)", 0.15)])
+    assert choose_baseline(sweep, None)[0] == "grpo"  # the default: the single grpo arm
+    assert choose_baseline(sweep, "drpo delta=0.15") == ("drpo (δ=0.15)", "--baseline")
+    assert choose_baseline(sweep, "drpo δ=0.05")[0] == "drpo (δ=0.05)"
+    assert choose_baseline(sweep, "drpo (δ=0.05)")[0] == "drpo (δ=0.05)"
+    with pytest.raises(ConfigError, match=r"2 arms fit.*drpo \(δ=0\.05\); drpo \(δ=0\.15\)"):
+        choose_baseline(sweep, "drpo")
+    with pytest.raises(ConfigError, match="not an arm"):
+        choose_baseline(sweep, "ppo")
+    with pytest.raises(ConfigError, match="no arm has that setting"):
+        choose_baseline(sweep, "drpo delta=0.3")
+    named = _sweep([("grpo", "grpo", None), ("pg", "pg", None)], spec_baseline="pg")
+    assert choose_baseline(named, None) == ("pg", "the sweep file's baseline:")
+    two_grpo = _sweep([("grpo", "grpo (δ=1)", 1.0), ("grpo", "grpo (δ=2)", 2.0)])
+    assert choose_baseline(two_grpo, None) == (None, "")
+
+
+def test_a_sweep_whose_runs_came_from_different_machines_is_flagged(tmp_path):
+    import json
+
+    from workbench.analysis.compare import _machine_note
+    from workbench.tracking import machine
+
+    here = machine()
+    assert here["cpu_capability"] and here["threads"] >= 1 and here["torch"]
+    elsewhere = {**here, "cpu_capability": "AVX2", "cpu": "another CPU"}
+    for run, where in (("a", here), ("b", here), ("c", elsewhere)):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "summary.json").write_text(json.dumps({"machine": where}))
+    sweep = SimpleNamespace(folder=tmp_path, finished=pd.DataFrame({"run": ["a", "b"]}))
+    assert _machine_note(sweep) is None
+    sweep.finished = pd.DataFrame({"run": ["a", "b", "c"]})
+    note = _machine_note(sweep)
+    assert note.startswith("The runs came from 2 different machines") and "AVX2" in note and "fresh draw" in note

@@ -92,8 +92,12 @@ def test_force_new_refuses_while_another_launcher_lives_and_a_dead_one_blocks_no
 
     if url:
         time.sleep(10)  # machine-a's last beat goes stale after the grace period
+    before = len(open_study(name, root=root).get_trials())
     prepare(load_sweep(path), sweep_folder(name, root), url, force_new=True)  # the dead launcher blocks nothing
-    assert len(list(root.glob(f"{name}.old-*"))) == 1
+    archives = list(root.glob(f"{name}.old-*"))
+    assert len(archives) == 1
+    assert len(open_study(archives[0].name, root=root).get_trials()) == before  # readable, from its own journal
+    assert open_study(name, root=root).user_attrs["spec_hash"]  # and the new study is there
 
 
 # ---- item 3: SIGINT to the launcher alone stops the sweep ----------------------------------------------------------

@@ -70,12 +70,14 @@ def _curves(sweep: Sweep, arm: str, metric: str) -> pd.DataFrame:
     return rows.pivot_table(index="seed", columns="step", values=metric, aggfunc="last").dropna(axis=1)
 
 
-def _band(ax: Axes, x: np.ndarray, curves: pd.DataFrame, colour: str, label: str, marker: str | None = None) -> None:
+def _band(ax: Axes, x: np.ndarray, curves: pd.DataFrame, colour: str, label: str, marker: str | None = None,
+          linestyle: str = "-") -> None:
     """Mean over seeds with its 95 % t band, or with each seed's own curve (thin) below MIN_BAND_SEEDS."""
     centre, low, high = stats.mean_band(curves.to_numpy())
     few = len(curves) < MIN_BAND_SEEDS
     seeds = f"n={len(curves)}" + (", seeds drawn" if few and len(curves) > 1 else "")
-    ax.plot(x, centre, color=colour, linewidth=1.8, marker=marker, markersize=3.5, label=f"{label} ({seeds})")
+    ax.plot(x, centre, color=colour, linewidth=1.8, marker=marker, markersize=3.5, label=f"{label} ({seeds})",
+            linestyle=linestyle)
     if few and len(curves) > 1:
         ax.plot(x, curves.to_numpy().T, color=colour, linewidth=0.7, alpha=0.45)
     elif low is not None:
@@ -91,22 +93,36 @@ def legend_below(fig: Figure, ax: Axes) -> None:
     fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize="small", frameon=False)
 
 
+ARM_STYLES = ("-", "--", ":", "-.")
+
+
+def every_arm(data: FigureInput) -> list[tuple[str, str, str]]:
+    """(objective, arm, line style) for every arm with finished runs: an objective's colour, one style per setting,
+    so a sweep over several axes shows each arm under its full label (never one objective's best arm beside
+    another's at a different setting)."""
+    out = []
+    for objective in sorted({a.objective for a in data.comparison.arms}):
+        arms = sorted(a.arm for a in data.comparison.arms if a.objective == objective)
+        out += [(objective, arm, ARM_STYLES[i % len(ARM_STYLES)]) for i, arm in enumerate(arms)]
+    return out
+
+
 def _curve_figure(data: FigureInput, metric: str, ylabel: str, log: bool = False, wall: bool = False,
                   marker: str | None = None) -> Figure | str:
-    comparison, sweep = data.comparison, data.sweep
-    drawn = {o: _curves(sweep, arm, metric) for o, arm in sorted(comparison.lead_arms.items())}
-    drawn = {o: c for o, c in drawn.items() if c.shape[1] >= 2}
+    sweep = data.sweep
+    drawn = {(o, arm, style): _curves(sweep, arm, metric) for o, arm, style in every_arm(data)}
+    drawn = {k: c for k, c in drawn.items() if c.shape[1] >= 2}
     if not drawn:
         return f"no finished run logged `{metric}` at two or more steps"
     panels = 2 if wall else 1
     fig = Figure(figsize=(5.6 * panels, 3.6 + 0.22 * len(drawn)), layout="constrained")
     axes = list(fig.subplots(1, panels, squeeze=False)[0])
-    for objective, curves in drawn.items():
-        arm, colour = comparison.lead_arms[objective], data.colours[objective]
-        _band(axes[0], curves.columns.to_numpy(), curves, colour, arm, marker)
+    for (objective, arm, style), curves in drawn.items():
+        colour = data.colours[objective]
+        _band(axes[0], curves.columns.to_numpy(), curves, colour, arm, marker, style)
         if wall:
             times = _curves(sweep, arm, "wall_time")[curves.columns]
-            _band(axes[1], times.mean(axis=0).to_numpy(), curves, colour, arm)
+            _band(axes[1], times.mean(axis=0).to_numpy(), curves, colour, arm, linestyle=style)
     axes[0].set_xlabel("optimizer step")
     axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     if wall:
@@ -274,19 +290,20 @@ def entropy_performance(data: FigureInput) -> Figure | str:
 
 def token_regime(data: FigureInput) -> Figure | str:
     """Left: the fraction of sampled tokens with μ < 0.1 over training; right: the log10 μ histogram at the
-    first (dashed) and last (solid) histogram step, seeds summed; each objective's best arm."""
+    first (dashed) and last (solid) histogram step, seeds summed; curves for every arm, histograms for the baseline arm
+    and each other objective's best arm."""
     sweep, lead = data.sweep, dict(sorted(data.comparison.lead_arms.items()))
     sweep = dataclasses.replace(sweep, steps=_one_step_per_batch(sweep))  # a batch serving 2 updates is logged twice
-    drawn = {o: _curves(sweep, arm, "behaviour/frac_rare") for o, arm in lead.items()}
-    drawn = {o: c for o, c in drawn.items() if c.shape[1] >= 2}
+    drawn = {(o, arm, style): _curves(sweep, arm, "behaviour/frac_rare") for o, arm, style in every_arm(data)}
+    drawn = {k: c for k, c in drawn.items() if c.shape[1] >= 2}
     if not drawn:
         return "the token profile (`behaviour/*`) was not logged by these runs (recorded before the trainer logged it)"
     hist = sweep.histograms
     hist = _with_mass(hist[(hist["name"] == PROFILE_HISTOGRAM) & hist["run"].isin(set(sweep.finished["run"]))])
     fig = Figure(figsize=(11.2 if len(hist) else 5.6, 3.8 + 0.22 * len(drawn)), layout="constrained")
     axes = list(fig.subplots(1, 2 if len(hist) else 1, squeeze=False)[0])
-    for objective, curves in drawn.items():
-        _band(axes[0], curves.columns.to_numpy(), curves, data.colours[objective], lead[objective])
+    for (objective, arm, style), curves in drawn.items():
+        _band(axes[0], curves.columns.to_numpy(), curves, data.colours[objective], arm, linestyle=style)
     axes[0].axhline(0.1, color="0.5", linewidth=0.9, linestyle="--")
     axes[0].annotate("10 % of sampled tokens", (0.01, 0.1), xycoords=("axes fraction", "data"),
                      xytext=(0, 3), textcoords="offset points", fontsize="x-small", color="0.35")

@@ -31,8 +31,8 @@ BAND = "band = 95 % t interval over seeds; with fewer than 3 seeds, each seed's 
 # (file stem, title, what it shows, builder); the order is the order in the report.
 FIGURES: tuple[tuple[str, str, str, figures.Builder], ...] = (
     ("learning_curves", "Learning curves",
-     "Held-out metric against optimizer step (left) and wall time (right): mean over seeds of each objective's "
-     f"best arm, {BAND}.", figures.learning_curves),
+     "Held-out metric against optimizer step (left) and wall time (right): mean over seeds of every arm (colour: "
+     f"objective; line style: its setting, named in full in the legend), {BAND}.", figures.learning_curves),
     ("entropy_curves", "Entropy", f"Mean per-token policy entropy; {BAND}.", figures.entropy_curves),
     ("shift_curves", "Policy shift", "Mean total-variation shift |π − μ| between the trained policy and the "
      "behaviour policy that sampled the tokens; where one generated batch serves several updates, the shift reached "

@@ -137,7 +137,8 @@ def summary(sweep: Sweep, comparison: Comparison) -> list[Block]:
     finished = sweep.finished
     scope = (f"From the local run store at `{sweep.folder}`: {len(sweep.trials)} trials, {len(sweep.runs)} runs, "
              f"{len(finished)} finished. Metric: {sweep.metric} at the final evaluation. An arm is one objective "
-             "with one parameter setting; curves show the baseline arm and each other objective's best arm. "
+             "with one parameter setting; curves show every arm, histograms the baseline arm and each other objective's "
+             "best arm. "
              + task_sentence(sweep))
     optional = (few_seeds_sentence(comparison), regime.warning(regime.sweep_profile(sweep)))
     items = [headline(sweep, comparison), *filter(None, optional), flagged_sentence(comparison, len(sweep.runs)),

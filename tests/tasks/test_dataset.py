@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -17,6 +18,7 @@ import yaml
 from runs import tiny_run
 from typer.testing import CliRunner
 
+from workbench.analysis.text import task_sentence
 from workbench.cli import app
 from workbench.models import load as policy_load
 from workbench.config import ConfigError
@@ -171,6 +173,10 @@ def test_report_words_name_the_dataset_and_the_reward():
     assert describe({"path": "data/p.jsonl", "reward": "math_verify"}) == "dataset `data/p.jsonl`, reward `math_verify`"
     assert describe({"path": "openai/gsm8k", "name": "main", "reward": "regex", "reward_params": {"pattern": "(x)"}}) \
         == "dataset `openai/gsm8k` (main, train), reward `regex` (pattern='(x)')"
+    # The report's summary reads the sweep's base config (sweep.json's spec); only meta is read.
+    sweep = SimpleNamespace(meta={"spec": {"base": {"task": "dataset", "task_params": {"path": "p.jsonl"}}}})
+    assert task_sentence(sweep) == "Task: dataset `p.jsonl`, reward `number`."
+    assert task_sentence(SimpleNamespace(meta={"spec": {"base": {"task": "arithmetic"}}})) == "Task: `arithmetic`."
 
 
 # ---- bad input: one line naming the key or file, exit 2, nothing created ----------------------------------

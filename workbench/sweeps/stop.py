@@ -77,10 +77,10 @@ def started() -> None:
 @contextmanager
 def interruptible() -> Iterator[None]:
     """A run's training: a stop signal, now or during it, raises KeyboardInterrupt here."""
-    if _Gate.requested:
-        raise KeyboardInterrupt
     _Gate.armed = True
     try:
+        if _Gate.requested:  # after arming: a signal in between is not missed
+            raise KeyboardInterrupt
         yield
     finally:
         _Gate.armed = False

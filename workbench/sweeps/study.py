@@ -155,7 +155,8 @@ def live_launchers(study: optuna.Study) -> list[dict[str, Any]]:
             continue
         if record.get("host") == me["host"] and record.get("pid") == me["pid"]:
             continue
-        alive = _owner_alive(record) if record.get("host") == me["host"] else time.time() - record["beat"] < grace
+        here = record.get("host") == me["host"]
+        alive = _owner_alive(record) if here else time.time() - float(record.get("beat") or 0) < grace
         if alive:
             live.append(record)
     return live
@@ -250,7 +251,7 @@ def requeue_interrupted(study: optuna.Study, folder: Path | None = None) -> list
     return requeued
 
 
-def mark_interrupted_runs(folder: Path, trial: optuna.trial.FrozenTrial) -> list[Path]:
+def mark_interrupted_runs(folder: Path, trial: optuna.trial.FrozenTrial | optuna.Trial) -> list[Path]:
     """Record ``interrupted`` in the summary.json of the trial's runs still marked running; the run folders."""
     marked = []
     for rel in (trial.user_attrs.get("run_dirs") or {}).values():

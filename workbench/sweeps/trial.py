@@ -32,6 +32,7 @@ from .space import suggest
 from .spec import SweepSpec
 from .stop import deferred, interruptible
 from .store import host_name
+from .study import mark_interrupted_runs
 
 
 def aggregate(values: list[float], how: str) -> float:
@@ -72,6 +73,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, folder:
         return TrialState.COMPLETE
     except KeyboardInterrupt:  # the sweep is stopping (SIGINT/SIGTERM, sweeps.stop): not this configuration's fault
         _requeue(study, trial, "interrupted: the sweep was stopped (SIGINT/SIGTERM); re-run on the next launch")
+        mark_interrupted_runs(folder, trial)  # a run cut before it could close its own record
         raise
     except Exception as err:  # noqa: BLE001 - a failing trial is recorded, the sweep goes on
         cause = machine_error(err)

@@ -8,7 +8,7 @@
    adapter and batch shape: 4 prompts × 8 completions, 12 tokens, its chat prompt) from a real peft wrap of the
    model, the adapter and a batch of that shape written as the keeper writes them.
 
-    python bench/bench_replay.py [--skip-smollm2] [--run RUN_FOLDER [--out DIR]]
+    python bench/bench_replay.py [--skip-smollm2] [--threads N] [--run RUN_FOLDER [--out DIR]]
 
 ``--run`` times the replay of a run that kept batches instead (e.g. configs/replay_quickstart.yaml's 200-step run,
 10 kept steps) and writes its replay files to ``--out``. Wall time depends on what else runs on the cores, so the
@@ -55,15 +55,17 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
 
-def time_replay(run: Path, out: Path | None = None) -> dict:
+def time_replay(run: Path, out: Path | None = None, threads: int | None = None) -> dict:
     """Replay every objective (the top-K ones need the sampler's top-K: left out) on every kept step of ``run``."""
     steps = kept_steps(run)
     objectives = [o for o in available_objectives() if not get_spec(o).uses_top_k]
+    if threads:
+        torch.set_num_threads(threads)
     start, cpu = time.perf_counter(), time.process_time()
     policy = Policy(RunConfig.parse(json.loads((run / "config.json").read_text())))
     load, load_cpu = time.perf_counter() - start, time.process_time() - cpu
     start, cpu = time.perf_counter(), time.process_time()
-    replay = replay_run(run, objectives, policy=policy)
+    replay = replay_run(run, objectives, policy=policy, threads=torch.get_num_threads())
     elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - cpu
     if out is not None:
         from workbench.replay import write_replay
@@ -145,14 +147,18 @@ def main() -> None:
     parser.add_argument("--skip-smollm2", action="store_true")
     parser.add_argument("--run", type=Path, help="time the replay of this run (kept batches) instead of training one")
     parser.add_argument("--out", type=Path, help="with --run: write its replay files here")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's); sweep workers run 1")
     args = parser.parse_args()
     out = ROOT / "bench" / "results" / "replay.json"
     results = json.loads(out.read_text()) if out.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         if args.run:
-            results["tiny"] = {**results.get("tiny", {}), **time_replay(args.run, args.out), **disk(args.run),
+            results["tiny"] = {**results.get("tiny", {}), **time_replay(args.run, args.out, args.threads),
+                               **disk(args.run),
                                "run": str(args.run)}
         else:
+            if args.threads:
+                torch.set_num_threads(args.threads)
             results["tiny"] = tiny(Path(tmp) / "tiny")
         if not args.skip_smollm2:
             (Path(tmp) / "smol").mkdir()

@@ -207,6 +207,9 @@ def replay(
     steps: Optional[str] = typer.Option(None, "--steps", help="comma list of kept steps [default: every kept step]"),
     out: Optional[Path] = typer.Option(None, "--out", help="folder for the tables, figures and replay.md "
                                                            "[default: <run or sweep folder>/replay]"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                          help="CPU threads [default: each run's own, as its summary.json records: "
+                                               "the trainer's kernels and floats]"),
 ) -> None:
     """Every objective on the very batches a run trained on: one update from the kept weights, per-token gradient
     weights and parameter-gradient cosines (one update from the same state, not where training would have gone)."""
@@ -236,6 +239,7 @@ def replay(
             bar.update(task, description=f"{run.name}: loading the policy")
             replays.append(replay_run(run, names, correction_names, run_steps,
                                       top_k_optional=objectives is not None and objectives.strip() == "all",
+                                      threads=threads,
                                       on_step=lambda k, r=run: bar.update(task, advance=1,
                                                                           description=f"{r.name}: step {k}")))
     paths = write_replay(replays, out, str(target))

@@ -399,9 +399,12 @@ def own_label(config: dict[str, Any]) -> str | None:
 
 def replay_run(run_dir: str | Path, objectives: Sequence[str], corrections: Sequence[str] = (),
                steps: Sequence[int] | None = None, policy: Policy | None = None,
-               on_step: Callable[[int], None] | None = None, top_k_optional: bool = False) -> RunReplay:
+               on_step: Callable[[int], None] | None = None, top_k_optional: bool = False,
+               threads: int | None = None) -> RunReplay:
     """Replay the kept steps of one run for every objective (× correction). ``top_k_optional`` (``--objectives
-    all``): the top-K families are left out when the run did not keep the sampler's top-K, instead of refused."""
+    all``): the top-K families are left out when the run did not keep the sampler's top-K, instead of refused.
+    ``threads``: torch's CPU threads while replaying; None = the run's own (``summary.json`` machine.threads), so
+    that the kernels, and so the floats, are the trainer's."""
     run_dir = Path(run_dir)
     record = load_run(run_dir)
     config = RunConfig.parse({k: v for k, v in record.config.items()}, source=str(run_dir / "config.json"))
@@ -409,6 +412,24 @@ def replay_run(run_dir: str | Path, objectives: Sequence[str], corrections: Sequ
     steps = list(available) if steps is None else list(steps)
     if top_k_optional and steps and "top_k_ids" not in load_step(run_dir, steps[0])[1][0]:
         objectives = [o for o in objectives if not get_objective(o).spec.uses_top_k]
+    threads = threads or (record.summary.get("machine") or {}).get("threads")
+    with _threads(threads):
+        return _replay_run(run_dir, record, config, objectives, corrections, steps, policy, on_step)
+
+
+@contextlib.contextmanager
+def _threads(threads: int | None):
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _replay_run(run_dir: Path, record: Any, config: RunConfig, objectives: Sequence[str], corrections: Sequence[str],
+                steps: Sequence[int], policy: Policy | None, on_step: Callable[[int], None] | None) -> RunReplay:
     policy = policy or Policy(config)
     arms = make_arms(objectives, corrections)
     own = own_label(record.config)

@@ -541,14 +541,23 @@ def write_replay(replays: Sequence[RunReplay], out: Path, title: str) -> dict[st
     from .replay_figures import cosine_figure, scatter_figure, token_figure
 
     for name, fig in (("cosine.png", cosine_figure(summary)), ("tokens.png", token_figure(summary)),
-                      ("tokens_step.png", scatter_figure(replays[0].steps[0]))):
+                      ("tokens_step.png", scatter_figure(telling_step(replays)))):
         fig.savefig(out / name, dpi=110, metadata={"Software": None})
         import matplotlib.pyplot as plt
 
         plt.close(fig)
         paths[name] = out / name
-    paths["replay.md"].write_text(markdown(summary, title, replays[0].steps[0].step))
+    paths["replay.md"].write_text(markdown(summary, title, telling_step(replays).step))
     return paths
+
+
+def telling_step(replays: Sequence[RunReplay]) -> StepReplay:
+    """The step the token figure shows: where the objectives' gradients disagree most (lowest mean cosine), the
+    first such in run and step order."""
+    steps = [s for rr in replays for s in rr.steps]
+    scores = [float(_nan_reduce(np.nanmean, [s.cosine]).mean()) if len(s.labels) > 1 else 1.0 for s in steps]
+    scores = [1.0 if not np.isfinite(v) else v for v in scores]
+    return steps[int(np.argmin(scores))]
 
 
 def cosine_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -605,5 +614,5 @@ def markdown(summary: dict[str, Any], title: str, scatter_step: int) -> str:
                      f"step(s) differs from the weights its trainer applied by at most {check['max_abs_diff']:.2e} "
                      f"(largest weight {check['max_abs_weight']:.2e}).")
     parts += ["![cosine](cosine.png)", "![tokens](tokens.png)",
-              f"![tokens at step {scatter_step}](tokens_step.png)"]
+              f"![tokens at step {scatter_step}, where the objectives disagree most](tokens_step.png)"]
     return "\n\n".join(parts) + "\n"

@@ -33,6 +33,21 @@ the whole sweep and report 4 min 29 s (4 min 54 s of CPU). With seeds 0–4 (see
 28.8% (grpo), 28.9% (drpo), 26.9% (dppo_tv), 8 min 45 s of CPU, 16 min at load average 10.
 The warm start needs learning rate 1e-3: at the character task's 3e-3 the 513-token softmax drowned the
 sums (sampled accuracy 5%, with or without the noise).
+
+Mismatch regimes (issue 16; README "Mismatch regimes, measured"): the quickstart's settings with one source of
+μ ≠ π changed, seed 0, 200 steps. Mean |π − μ|, mismatch/kl; the fraction of tokens each trust region touched
+(grpo ε 0.2 / dppo_tv δ 0.15 / drpo δ 0.15); grpo's held-out accuracy from 8.8%:
+
+    bf16 sampler (quickstart)      0.0043  0.0001    0.5% / 0.01% /  5%   29.1%
+    fp8 / int8 / int4 sampler      0.0083 / 0.0037 / 0.0123; int4: 2.8% / 0.23% / 17%   27.8 / 27.2 / 31.9%
+    lag 2 / 4 / 8                  0.0116 / 0.0176 / 0.0281; lag 8: 5.8% / 2.1% / 40%, kl 0.029   30.9 / 31.6 / 26.6%
+    1 / 4 / 8 updates per batch    0.0020 / 0.0110 / 0.0205; 8: 6.9% / 2.7% / 23%, kl 0.0006    30.9 / 27.2 / 27.8%
+    top_p 0.9 / 0.7 / 0.5 (processed μ)  0.052 / 0.127 / 0.205; 0.7: 21% / 13% / 80%, kl 0.21   26.2 / 26.6 / 23.1%
+    int4 + lag 4 + 4 updates, lr 2e-4     0.042  0.049   8.7% / 3.8% / 29%   17.2%
+
+DPPO's δ = 0.15 binds (≥ 2% of tokens) with 8 updates per batch (sweeps/stress.yaml), lag 8 or top_p ≤ 0.7,
+while grpo still gains 14–19 points; the quantised samplers alone stay under it. Plain pg collapsed in 5 of 5
+seeds at lag 8, 4 updates per batch, lr 1e-3 (sweeps/collapse.yaml).
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ so replaying twice gives identical numbers.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,10 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batches import BATCHES_DIR, kept_steps, load_step, trainable_state
-from .config import ConfigError, RunConfig
-from .objectives import Objective, available_objectives, get_objective
-from .tracking import load_run
+from ..batches import BATCHES_DIR, kept_steps, load_step, trainable_state
+from ..config import ConfigError, RunConfig
+from ..objectives import Objective, available_objectives, get_objective
+from ..tracking import load_run
 
 REFERENCE = "pg"  # the gradient norms are relative to plain importance-sampled PG
 CHANGE_TOLERANCE = 0.1  # |g/A − 1| above it: the weight differs from the on-policy weight by more than 10 %
@@ -60,7 +59,7 @@ def resolve_runs(target: str | Path, root: str | Path | None = None) -> list[Pat
     Raises ConfigError naming the target when it is nothing of the kind or no run under it kept batches."""
     path = Path(target)
     if not path.exists():
-        from .sweeps.store import sweep_folder
+        from ..sweeps.store import sweep_folder
 
         path = sweep_folder(str(target), root)
         if not path.is_dir():
@@ -104,7 +103,7 @@ def parse_corrections(spec: str | None) -> list[str]:
     """The corrections (families or presets) to cross with every objective (``--corrections``)."""
     if not spec:
         return []
-    from .objectives import get_correction
+    from ..objectives import get_correction
 
     names = [n.strip() for n in spec.split(",") if n.strip()]
     for name in names:
@@ -144,7 +143,7 @@ class Arm:
 def make_arms(objectives: Sequence[str], corrections: Sequence[str] = ()) -> list[Arm]:
     arms = [Arm(name, get_objective(name)) for name in objectives]
     if corrections:
-        from .objectives import get_correction
+        from ..objectives import get_correction
 
         arms += [Arm(f"{name}+{c}", get_objective(name), get_correction(c)) for name in objectives for c in corrections]
     return arms
@@ -184,8 +183,8 @@ class Policy:
         with contextlib.redirect_stdout(io.StringIO()):  # transformers' W&B integration prints under WANDB_MODE
             from trl.trainer.utils import add_fused_lm_head
 
-        from .models import load_policy
-        from .tasks import get_task
+        from ..models import load_policy
+        from ..tasks import get_task
 
         self.config = config
         task = get_task(config.task, **config.task_params)
@@ -210,7 +209,7 @@ class Policy:
     def forward(self, batch: dict[str, torch.Tensor], top_k: bool) -> tuple[torch.Tensor, Any]:
         """log π of the completion tokens, with its graph, as ``_get_per_token_logps_and_entropies`` computes it;
         with ``top_k`` also (log π, log μ) over the sampler's kept top-K ∪ {sampled}, from the same pass."""
-        from .topk import capture_hidden, policy_logp_at, topk_set
+        from ..topk import capture_hidden, policy_logp_at, topk_set
 
         input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
         attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
@@ -434,7 +433,7 @@ def _replay_run(run_dir: Path, record: Any, config: RunConfig, objectives: Seque
     arms = make_arms(objectives, corrections)
     own = own_label(record.config)
     if own is not None and own not in [arm.label for arm in arms]:  # the run's own loss, as it trained
-        from .objectives import correction_from_setting
+        from ..objectives import correction_from_setting
 
         arms.append(Arm(own, get_objective(config.objective, **config.objective_params),
                         correction_from_setting(record.config.get("correction"))))
@@ -521,34 +520,6 @@ def token_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _round(a: np.ndarray) -> list:
     return [[None if not np.isfinite(v) else round(float(v), 9) for v in row] for row in np.atleast_2d(a)] \
         if a.ndim == 2 else [None if not np.isfinite(v) else round(float(v), 9) for v in a]
-
-
-def write_replay(replays: Sequence[RunReplay], out: Path, title: str) -> dict[str, Path]:
-    """tokens.csv, gradients.csv, replay.json, replay.md and the figures into ``out`` (created); their paths."""
-    import pandas as pd
-
-    out.mkdir(parents=True, exist_ok=True)
-    token_frame = pd.DataFrame([{"run": str(rr.run_dir), **row} for rr in replays for s in rr.steps
-                                for row in token_rows(s)])
-    grad_frame = pd.DataFrame([{"run": str(rr.run_dir), **row} for rr in replays for s in rr.steps
-                               for row in gradient_rows(s)])
-    summary = summarise(replays)
-    paths = {"tokens.csv": out / "tokens.csv", "gradients.csv": out / "gradients.csv",
-             "replay.json": out / "replay.json", "replay.md": out / "replay.md"}
-    token_frame.to_csv(paths["tokens.csv"], index=False, float_format="%.9g")
-    grad_frame.to_csv(paths["gradients.csv"], index=False, float_format="%.9g")
-    paths["replay.json"].write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    from .replay_figures import cosine_figure, scatter_figure, token_figure
-
-    for name, fig in (("cosine.png", cosine_figure(summary)), ("tokens.png", token_figure(summary)),
-                      ("tokens_step.png", scatter_figure(telling_step(replays)))):
-        fig.savefig(out / name, dpi=110, metadata={"Software": None})
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-        paths[name] = out / name
-    paths["replay.md"].write_text(markdown(summary, title, telling_step(replays).step))
-    return paths
 
 
 def telling_step(replays: Sequence[RunReplay]) -> StepReplay:

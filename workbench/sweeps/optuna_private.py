@@ -14,8 +14,6 @@ need nothing here.
 
 from __future__ import annotations
 
-from typing import Any
-
 import optuna
 from optuna.storages._heartbeat import is_heartbeat_enabled as _is_heartbeat_enabled
 

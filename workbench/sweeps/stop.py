@@ -8,15 +8,14 @@ worker to stop at the next safe point, so no storage write is cut in the middle.
 ones (Ctrl-C reaches a worker, then the launcher forwards SIGTERM) are ignored while it unwinds. A worker still
 starting (importing torch, opening the study: it holds nothing yet, writes nothing) just exits.
 
-This module imports nothing heavy: a worker process starts here (``worker_entry``) and installs its handlers before
-importing torch and TRL, so a signal in its first seconds is not a traceback.
+This module imports nothing heavy: a worker process (sweeps.worker) installs its handlers from here before importing
+torch and TRL, so a signal in its first seconds is not a traceback.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -97,18 +96,3 @@ def deferred() -> Iterator[None]:
     if armed and _Gate.requested:
         _Gate.armed = False
         raise KeyboardInterrupt
-
-
-def worker_entry(*args: Any) -> None:
-    """A worker process's target: handlers first, then the heavy imports and the work (sweeps.launch.worker_main)."""
-    install_worker_handlers()
-    from .launch import worker_main
-
-    try:
-        worker_main(*args)
-    except KeyboardInterrupt:  # stopped: the trial is re-queued and its run recorded interrupted (sweeps.trial)
-        # Everything is written (storage writes and run records are synchronous): skip the interpreter's teardown of
-        # torch and TRL, which can take many seconds on a busy machine while the launcher waits.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,9 @@ import pytest
 import yaml
 
 
-def workbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def workbench(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "workbench", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, env={**os.environ, **env})
 
 
 def write_config(path: Path, **fields) -> Path:
@@ -25,8 +26,9 @@ def write_config(path: Path, **fields) -> Path:
 @pytest.mark.slow
 def test_run_prints_where_the_record_is(tmp_path):
     cfg = write_config(tmp_path / "run.yaml", objective="drpo")
+    # A wide console: at rich's default 80 columns a long tmp path (pytest-xdist adds popen-gwN/) folds mid-name.
     proc = workbench("run", str(cfg), "--set", "objective_params.delta=0.3", "--set", "name=drpo-test",
-                     cwd=tmp_path)
+                     cwd=tmp_path, COLUMNS="400")
     assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "runs" / "drpo-test"
     assert f"run record: {run_dir}" in " ".join(proc.stdout.split())

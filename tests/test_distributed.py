@@ -43,7 +43,8 @@ def write_config(folder: Path, **fields) -> Path:
 
 
 def launch(command: list[str], folder: Path) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    # COLUMNS: at rich's default 80 a long tmp path (pytest-xdist adds popen-gwN/) folds mid-name.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "COLUMNS": "400"}
     return subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

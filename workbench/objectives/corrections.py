@@ -35,7 +35,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .common import LOG_RATIO_CLAMP
-from .registry import bind_params, preset_params
+from .registry import bind_params, parameter_rows, preset_params
 
 Level = Literal["token", "sequence", "geometric"]
 
@@ -123,7 +123,7 @@ class CorrectionSpec:
     source: str = ""  # for a preset: where its numbers come from
 
     def parameters(self) -> list[tuple[str, Any, str]]:
-        return [(n, f.default, f.description or "") for n, f in self.params_model.model_fields.items()]
+        return parameter_rows(self.params_model)
 
 
 @dataclass(frozen=True)

@@ -82,8 +82,7 @@ class ObjectiveSpec:
     source: str = ""  # for a preset: where its settings come from (paper section or recipe file)
 
     def parameters(self) -> list[tuple[str, Any, str]]:
-        """(name, default, help) for every parameter, in declaration order."""
-        return [(n, f.default, f.description or "") for n, f in self.params_model.model_fields.items()]
+        return parameter_rows(self.params_model)
 
 
 @dataclass(frozen=True)
@@ -246,6 +245,11 @@ def get_objective(name: str, **params: Any) -> Objective:
     """Bind ``name`` to validated parameters; errors name the parameter and list what is accepted."""
     spec = get_spec(name)
     return Objective(spec, bind_params(f"objective {spec.name!r}", spec.params_model, params))
+
+
+def parameter_rows(model: type[BaseModel]) -> list[tuple[str, Any, str]]:
+    """(name, default, help) for every parameter of a parameter model, in declaration order."""
+    return [(n, f.default, f.description or "") for n, f in model.model_fields.items()]
 
 
 def bind_params(what: str, model: type[BaseModel], params: dict[str, Any]) -> Any:

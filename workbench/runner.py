@@ -221,11 +221,11 @@ def train(run: PreparedRun, progress: bool = False,
                 histogram_bins=cfg.tracking.histogram_bins,
                 objective_seed=cfg.seed,
                 top_k_store=engine.top_k_store,
+                correction=correction_from_setting(cfg.correction),  # None = off
+                batch_keeper=batch_keeper(cfg, run.run_dir, main),  # None unless keep_batches_every
                 callbacks=[eval_cb, engine],  # the engine keeps its lag snapshots before each optimizer step
             )
             eval_cb.trainer = trainer
-            trainer.correction = correction_from_setting(cfg.correction)  # None = off
-            trainer.batch_keeper = batch_keeper(cfg, run.run_dir, main)  # None unless keep_batches_every
             trainer.remove_callback(PrinterCallback)  # the run record and the progress bar replace its dict dumps
             _train_with_progress(trainer, cfg, progress and main)
             summary["eval"] = eval_cb.last

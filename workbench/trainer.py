@@ -30,7 +30,9 @@ with contextlib.redirect_stdout(io.StringIO()):
 from .objectives import Correction, CorrectionOutput, Objective
 from .objectives.corrections import HISTOGRAM as CORRECTION_HISTOGRAM
 from .objectives.common import masked_mean, mismatch_metrics, shift_metrics
+from .batches import BatchKeeper
 from .ranks import combine_token_metrics, gather_arrays, gather_values
+from .rollout import RolloutEngine
 from .topk import TopKStore, capture_hidden, top_k_inputs
 
 # What `_compute_loss` reads from TRL's inputs; a TRL release that renames any of them fails here.
@@ -75,12 +77,14 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
     ``recorder`` (a RunRecorder receiving every logged step), ``histogram_every``/``histogram_bins``,
     ``objective_seed`` (the generator of objectives that sample, e.g. Clip-Cov), ``top_k_store`` (the rollout
     engine's store of the sampler's top-K, which the top-K objectives read: TRL passes no extra rollout field
-    to the loss).
+    to the loss), ``correction`` (RunConfig.correction, bound; None = off) and ``batch_keeper`` (a BatchKeeper
+    when tracking.keep_batches_every is set, for ``workbench replay``).
     """
 
     def __init__(self, *args: Any, objective: Objective | None, aggregation: str = "token_mean",
                  recorder: Any = None, histogram_every: int = 5, histogram_bins: int = 41,
-                 objective_seed: int = 0, top_k_store: TopKStore | None = None, **kwargs: Any):
+                 objective_seed: int = 0, top_k_store: TopKStore | None = None,
+                 correction: Correction | None = None, batch_keeper: BatchKeeper | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.aggregation = aggregation
@@ -89,6 +93,8 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         self.histogram_bins = histogram_bins
         self.objective_generator = torch.Generator().manual_seed(objective_seed)
         self.top_k_store = top_k_store
+        self.correction = correction
+        self.batch_keeper = batch_keeper
         self.extra_scalars: dict[str, float] = {}  # e.g. eval metrics, merged into the next log line
         self.max_off_policy = 0.0  # 0 at the end of a run: r ≡ 1 on every token, flagged zero_shift
         self._hist: dict[str, list[np.ndarray]] = defaultdict(list)
@@ -147,13 +153,10 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             raise FloatingPointError(f"loss is {loss.item()} at step {self.state.global_step}")
         if self._histogram_step() and logp.requires_grad:
             self._hook_gradient_weight(logp, weights, advantages, mask)
-        self._record_step(mode, logp, behaviour_logp, advantages, mask, entropies, out.metrics | corrected,
-                          inputs.get("old_per_token_logps"))
+        self._record_step(mode, logp, behaviour_logp, advantages, mask, entropies, out.metrics | corrected, old_logp)
         return loss
 
     # ---- kept batches (workbench replay) -----------------------------------------------------------
-
-    batch_keeper: Any = None  # a batches.BatchKeeper when tracking.keep_batches_every is set (the runner sets it)
 
     def _keep_batch(self, model: torch.nn.Module, inputs: dict[str, Any], logp: torch.Tensor,
                     weights: torch.Tensor) -> None:
@@ -163,8 +166,6 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
                                    weights, self.top_k_store)
 
     # ---- mismatch correction (objectives.corrections) ----------------------------------------------
-
-    correction: Correction | None = None  # RunConfig.correction, bound (the runner sets it); None = off
 
     def _correction_weight(self, mode: str, logp: torch.Tensor, old_logp: torch.Tensor | None,
                            behaviour_logp: torch.Tensor, advantages: torch.Tensor,
@@ -256,7 +257,7 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             "frac/off_policy": float(masked_mean(((logp.float() - behaviour_logp.float()).abs() > OFF_POLICY_TOL)
                                                  .float(), m)),
             **mismatch_metrics(logp if old_logp is None else old_logp, behaviour_logp, m),
-            "rollout/lag": float(getattr(self.rollout_func, "served_lag", 0)),
+            "rollout/lag": float(self.rollout_func.served_lag if isinstance(self.rollout_func, RolloutEngine) else 0),
         }
         if self.accelerator.num_processes > 1:
             # Every rank's tokens, so that N processes log what one process logs for the same global batch

@@ -242,17 +242,6 @@ def _rebin(group: pd.DataFrame, edges: np.ndarray, keep_tails: bool = False) -> 
     return total
 
 
-def _common_edges(group: pd.DataFrame) -> np.ndarray:
-    """Shared bins over the central 99 % of the mass, so one outlier token does not flatten the plot."""
-    x = np.concatenate([(np.asarray(e[:-1]) + np.asarray(e[1:])) / 2 for e in group["edges"]])
-    w = np.concatenate([np.asarray(c, dtype=float) for c in group["counts"]])
-    order = np.argsort(x, kind="stable")
-    cdf = np.cumsum(w[order]) / max(w.sum(), 1)
-    low, high = (x[order][min(np.searchsorted(cdf, q), len(x) - 1)] for q in (0.005, 0.995))
-    pad = max(high - low, 1e-6) * 0.1
-    return np.linspace(low - pad, high + pad, HISTOGRAM_BINS + 1)
-
-
 def entropy_performance(data: FigureInput) -> Figure | str:
     """Evaluation points (H, R) and the fitted R = −a·exp(H) + b over the observed entropy range only, with a 95 %
     percentile bootstrap band (points resampled, refitted; the fit is a hand-made least squares, so is its band)."""

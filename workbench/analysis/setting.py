@@ -17,7 +17,6 @@ from .compare import Comparison, seeds_frame
 from .document import Block, Heading, Paragraph, Table
 from .load import Sweep
 
-SHIFT = ("tv/mean", "tv/max")
 BINDING_PREFIX = "frac/"
 NOT_BINDING = ("frac/off_policy",)  # tokens with μ ≠ π at all: the shift's reach, not a trust region binding
 ENTROPY = "entropy/mean"

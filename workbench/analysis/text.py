@@ -14,7 +14,6 @@ from ..tasks import describe_task
 RESULT_HEADERS = ("objective", "arm", "seeds", "mean [95% CI]", "IQM [95% CI]", "Δ vs baseline [95% CI]", "test",
                   "p", "TOST p", "verdict", "MDE, 80% power (planning)", "seeds for the margin (planning)")
 FEW_SEEDS = 5
-WORDS = stats.VERDICTS  # the only words a summary uses for a comparison
 
 
 def methods(margin: float) -> str:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .common import LOG_RATIO_CLAMP
+from .common import LOG_RATIO_CLAMP, sequence_mean
 from .registry import bind_params, parameter_rows, preset_params
 
 Level = Literal["token", "sequence", "geometric"]
@@ -189,7 +189,7 @@ def level_log_ratio(log_w: torch.Tensor, mask: torch.Tensor, level: str) -> torc
     if level == "sequence":
         log_w = log_w.sum(-1, keepdim=True)
     elif level == "geometric":
-        log_w = log_w.sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0)
+        log_w = sequence_mean(log_w, mask)
     return log_w.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
 
 
@@ -270,7 +270,7 @@ def opsm(logp, old_logp, behaviour_logp, advantages, mask, params: OPSMParams) -
     mismatch and the drift of the batch's earlier updates. Shape (B, 1) for one advantage per sequence.
     """
     kl = torch.nan_to_num(behaviour_logp - logp, nan=0.0)
-    mean_kl = (kl * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0)
+    mean_kl = sequence_mean(kl, mask)
     dropped = (advantages < 0) & (mean_kl > params.threshold)
     weight = (~dropped).to(logp.dtype)
     ratio = (-mean_kl).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP).exp()  # the sequence's geometric π/μ
@@ -289,7 +289,7 @@ def rs(logp, old_logp, behaviour_logp, advantages, mask, params: RSParams) -> Co
     if params.agg == "seq_sum":
         stat = (stat * mask).sum(-1, keepdim=True)
     elif params.agg == "seq_mean":
-        stat = (stat * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0)
+        stat = sequence_mean(stat, mask)
     elif params.agg == "seq_max":
         stat = stat.masked_fill(mask == 0, -math.inf).amax(-1, keepdim=True)
         stat = stat.masked_fill(torch.isinf(stat), 0.0)  # a sequence with no valid token: 0, as verl

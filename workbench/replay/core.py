@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,6 @@ class StepReplay:
     tokens: dict[str, np.ndarray]  # mu, pi, old, adv (valid tokens of all micro-batches, flattened)
     weights: dict[str, np.ndarray]  # label → g per valid token
     logged: np.ndarray | None = None  # the trainer's own g at this step (same tokens), when it kept it
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # label → correction metrics
 
     @property
     def norms(self) -> np.ndarray:
@@ -240,15 +239,13 @@ def replay_batches(policy: Policy, batches: Sequence[dict[str, torch.Tensor]], a
     per_token: dict[str, list[torch.Tensor]] = {arm.label: [] for arm in arms}
     tokens: dict[str, list[torch.Tensor]] = {k: [] for k in ("mu", "pi", "old", "adv")}
     own: list[torch.Tensor] = []
-    metrics: dict[str, dict[str, float]] = {}
     for j, batch in enumerate(batches):
         needs_top_k = "top_k_ids" in batch and any(arm.objective.spec.uses_top_k for arm in arms)
         logp, top_k = policy.forward(batch, needs_top_k)
-        for i, (g, d_params, arm_metrics) in enumerate(arm_gradients(arms, logp, batch, params, top_k,
+        for i, (g, d_params) in enumerate(arm_gradients(arms, logp, batch, params, top_k,
                                                                      generator_seed=seed * 1_000_003 + step * 101 + j,
                                                                      beta=beta)):
             per_token[arms[i].label].append(g)
-            metrics.update({arms[i].label: arm_metrics} if arm_metrics else {})
             for acc, d in zip(grads[i], d_params):
                 if d is not None:
                     acc += d.float()
@@ -262,13 +259,13 @@ def replay_batches(policy: Policy, batches: Sequence[dict[str, torch.Tensor]], a
         step=step, labels=[arm.label for arm in arms], gram=gram,
         tokens={k: torch.cat(v).numpy() for k, v in tokens.items()},
         weights={k: torch.cat(v).detach().numpy() for k, v in per_token.items()},
-        logged=torch.cat(own).numpy() if own and len(own) == len(batches) else None, metrics=metrics)
+        logged=torch.cat(own).numpy() if own and len(own) == len(batches) else None)
 
 
 def arm_gradients(arms: Sequence[Arm], logp: torch.Tensor, batch: dict[str, torch.Tensor],
                   params: Sequence[torch.Tensor] = (), top_k: Any = None, generator_seed: int = 0,
                   beta: float = 0.0):
-    """For each arm in turn: (g over the valid tokens, ∂loss/∂θ for ``params``, correction metrics), with
+    """For each arm in turn: (g over the valid tokens, ∂loss/∂θ for ``params``), with
     loss = Σ_t w_t·ℓ_t as the trainer builds it and g_t = −∂loss/∂log π_t / w_t as its autograd hook reads it.
 
     ``logp`` is log π of the batch's completion tokens with its graph (a leaf works: then ``params`` is empty)."""
@@ -286,11 +283,8 @@ def arm_gradients(arms: Sequence[Arm], logp: torch.Tensor, batch: dict[str, torc
         out = arm.objective(logp, reference, adv, mask, generator=generator, old_logp=old,
                             top_k=top_k if arm.objective.spec.uses_top_k else None)
         per_token_loss = out.per_token_loss
-        arm_metrics: dict[str, float] = {}
         if arm.correction is not None:
-            corrected = arm.correction(logp, old, mu, adv, mask)
-            per_token_loss = per_token_loss * corrected.weight
-            arm_metrics = {k: float(v) for k, v in corrected.metrics.items()}
+            per_token_loss = per_token_loss * arm.correction(logp, old, mu, adv, mask).weight
         if beta:
             ref = batch["ref_per_token_logps"]
             per_token_loss = per_token_loss + beta * (torch.exp(ref - logp) - (ref - logp) - 1) * mask
@@ -298,7 +292,7 @@ def arm_gradients(arms: Sequence[Arm], logp: torch.Tensor, batch: dict[str, torc
         d_logp, *d_params = torch.autograd.grad(loss, [logp, *params], retain_graph=i < len(arms) - 1,
                                                 allow_unused=True)
         g = -d_logp / torch.where(valid, w, 1.0)
-        yield g[valid].float(), d_params, arm_metrics
+        yield g[valid].float(), d_params
 
 
 @torch.no_grad()

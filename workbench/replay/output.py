@@ -20,17 +20,18 @@ def write_replay(replays: Sequence[RunReplay], out: Path, title: str) -> dict[st
     grad_frame = pd.DataFrame([{"run": str(rr.run_dir), **row} for rr in replays for s in rr.steps
                                for row in gradient_rows(s)])
     summary = summarise(replays)
+    step = telling_step(replays)
     paths = {"tokens.csv": out / "tokens.csv", "gradients.csv": out / "gradients.csv",
              "replay.json": out / "replay.json", "replay.md": out / "replay.md"}
     token_frame.to_csv(paths["tokens.csv"], index=False, float_format="%.9g")
     grad_frame.to_csv(paths["gradients.csv"], index=False, float_format="%.9g")
     paths["replay.json"].write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     for name, fig in (("cosine.png", cosine_figure(summary)), ("tokens.png", token_figure(summary)),
-                      ("tokens_step.png", scatter_figure(telling_step(replays)))):
+                      ("tokens_step.png", scatter_figure(step))):
         fig.savefig(out / name, dpi=110, metadata={"Software": None})
         import matplotlib.pyplot as plt
 
         plt.close(fig)
         paths[name] = out / name
-    paths["replay.md"].write_text(markdown(summary, title, telling_step(replays).step))
+    paths["replay.md"].write_text(markdown(summary, title, step.step))
     return paths

@@ -114,7 +114,8 @@ class DatasetTask(Task):
             self._train = [rows[i] for i in order[n_eval:]]
         probe(self._reward, reward, self._train[0][1])
         # The tiny policy's vocabulary and cache key: what its teacher can say.
-        texts = [p for p, _ in self._train + self._eval] + [final_answer(a) for _, a in self._train + self._eval]
+        self._rows = self._train + self._eval  # every row: the vocabulary and the tiny policy's teacher read them
+        texts = [p for p, _ in self._rows] + [final_answer(a) for _, a in self._rows]
         self.alphabet = "".join(sorted(set("".join(texts) + (system or "") + "\n")))
         self.fingerprint = hashlib.sha256(json.dumps([self._train, self._eval]).encode()).hexdigest()[:16]
 
@@ -171,7 +172,7 @@ class DatasetTask(Task):
         return float(self._reward(completion, answer))
 
     def teacher(self, rng: random.Random) -> tuple[str, str]:
-        rows = self._train + self._eval
+        rows = self._rows
         prompt, reference = rng.choice(rows)
         if rng.random() >= self.teacher_accuracy:
             reference = rng.choice(rows)[1]  # another row's answer (the same one by chance, on a small dataset)

@@ -91,9 +91,9 @@ def p_correct(model: torch.nn.Module, tokenizer: Any, task: Task, pairs: list[tu
         for (i, ids, text, prob), row in zip(frontier, log_probs.tolist()):
             answer = pairs[i][1]
             if eos is not None and task.score(text, answer) == 1.0:
-                totals[i] += prob * _exp(row[eos])  # stops here with EOS
+                totals[i] += prob * math.exp(row[eos])  # stops here with EOS
             for j in next_tokens(text, answer):
-                child_prob = prob * _exp(row[j])
+                child_prob = prob * math.exp(row[j])
                 if child_prob == 0.0:
                     continue
                 child_text = text + pieces[j]
@@ -103,10 +103,6 @@ def p_correct(model: torch.nn.Module, tokenizer: Any, task: Task, pairs: list[tu
                     grown.append((i, ids + [j], child_text, child_prob))
         frontier = grown
     return totals
-
-
-def _exp(log_p: float) -> float:
-    return math.exp(log_p)
 
 
 def _prompt_ids(tokenizer: Any, task: Task, prompt: str) -> list[int]:

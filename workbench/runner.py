@@ -86,8 +86,9 @@ def prepare_run(cfg: RunConfig, run_dir: Path | None = None, wandb_group: str | 
 def check_trl_arguments(cfg: RunConfig) -> None:
     """Raise ConfigError when TRL refuses the GRPOConfig a run would build (a ``trl:`` loss's parameters above all).
 
-    TRL validates its arguments only in GRPOConfig's constructor and offers no separate validator, so the config is
-    built once here, before any folder exists (the constructor creates nothing).
+    TRL validates its arguments only in GRPOConfig's constructor and offers no separate validator, so a config is
+    built here for validation alone, before any folder exists (the constructor creates nothing); ``train`` builds
+    the run's own.
     """
     _grpo_args(cfg, Path(cfg.output_dir))
 

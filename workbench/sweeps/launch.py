@@ -27,8 +27,8 @@ from rich.console import Console
 from .spec import SweepSpec, load_sweep
 from .status import Tally, interrupted_numbers, tally
 from .stop import StopSignals
-from .store import heartbeat_seconds, host_name, redact, sweep_folder
-from .study import LAUNCHER, beat_launcher, budget_bounded, prepare, register_launcher, requeue_interrupted
+from .store import heartbeat_seconds, redact, sweep_folder
+from .study import beat_launcher, budget_bounded, prepare, register_launcher, requeue_interrupted
 from .worker import quiet_libraries, sleep_until, worker_entry
 
 POLL_SECONDS = 2.0
@@ -50,15 +50,15 @@ def launch(path: str | Path, workers: int | None = None, storage: str | None = N
         study = prepare(spec, folder, url, force_new)
         key = register_launcher(study)
         try:
-            return _run(study, spec, folder, url, workers, console, signals)
+            return _run(study, key, spec, folder, url, workers, console, signals)
         finally:
             beat_launcher(study, key, ended=True)
     finally:
         signals.restore()
 
 
-def _run(study: optuna.Study, spec: SweepSpec, folder: Path, url: str | None, workers: int, console: Console,
-         signals: StopSignals) -> Tally:
+def _run(study: optuna.Study, key: str, spec: SweepSpec, folder: Path, url: str | None, workers: int,
+         console: Console, signals: StopSignals) -> Tally:
     requeued = requeue_interrupted(study, folder)
     if requeued:
         console.print(f"re-queued trials interrupted by a dead process: {requeued}")
@@ -77,7 +77,7 @@ def _run(study: optuna.Study, spec: SweepSpec, folder: Path, url: str | None, wo
         for process in processes:
             process.start()
     try:
-        counts = _watch(study, processes, budget_bounded(spec), console, signals)
+        counts = _watch(study, key, processes, budget_bounded(spec), console, signals)
     finally:
         if signals.received:
             _stop_workers(processes)
@@ -115,7 +115,8 @@ def _stop_workers(processes: list) -> None:
             process.kill()
 
 
-def _watch(study: optuna.Study, processes: list, bounded: bool, console: Console, signals: StopSignals) -> Tally:
+def _watch(study: optuna.Study, key: str, processes: list, bounded: bool, console: Console,
+           signals: StopSignals) -> Tally:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -131,6 +132,6 @@ def _watch(study: optuna.Study, processes: list, bounded: bool, console: Console
             if not alive or signals.received:
                 return counts
             if time.monotonic() - beaten > beat_every:  # other machines see this launcher alive (sweeps.study)
-                beat_launcher(study, f"{LAUNCHER}{host_name()}:{os.getpid()}")
+                beat_launcher(study, key)
                 beaten = time.monotonic()
             sleep_until(POLL_SECONDS, lambda: signals.received)

@@ -123,17 +123,19 @@ def test_planning_figures():
     assert stats.seeds_for_margin(np.full(3, 0.3), np.full(3, 0.3), 0.02, False) is None
 
 
-def _sweep(arms, spec_baseline=None):
-    trials = pd.DataFrame([{"objective": o, "arm": a, "delta": d} for o, a, d in arms])
-    return SimpleNamespace(name="s", trials=trials, meta={"spec": {"baseline": spec_baseline}})
+def _sweep(arms, spec_baseline=None, space=None):
+    trials = pd.DataFrame([{"objective": o, "arm": a, "delta": d, **(extra[0] if extra else {})}
+                           for o, a, d, *extra in arms])
+    return SimpleNamespace(name="s", trials=trials, params=list(trials.columns),
+                           meta={"spec": {"baseline": spec_baseline, "space": space}})
 
 
 def test_the_baseline_is_named_never_picked():
     sweep = _sweep([("grpo", "grpo", None), ("drpo", "drpo (δ=0.05)", 0.05), ("drpo", "drpo (δ=0.15)", 0.15)])
-    assert choose_baseline(sweep, None)[0] == "grpo"  # the default: the single grpo arm
-    assert choose_baseline(sweep, "drpo delta=0.15") == ("drpo (δ=0.15)", "--baseline")
-    assert choose_baseline(sweep, "drpo δ=0.05")[0] == "drpo (δ=0.05)"
-    assert choose_baseline(sweep, "drpo (δ=0.05)")[0] == "drpo (δ=0.05)"
+    assert choose_baseline(sweep, None)[0] == ("grpo",)  # the default: the single grpo arm
+    assert choose_baseline(sweep, "drpo delta=0.15") == (("drpo (δ=0.15)",), "--baseline")
+    assert choose_baseline(sweep, "drpo δ=0.05")[0] == ("drpo (δ=0.05)",)
+    assert choose_baseline(sweep, "drpo (δ=0.05)")[0] == ("drpo (δ=0.05)",)
     with pytest.raises(ConfigError, match=r"2 arms fit.*drpo \(δ=0\.05\); drpo \(δ=0\.15\)"):
         choose_baseline(sweep, "drpo")
     with pytest.raises(ConfigError, match="not an arm"):
@@ -141,9 +143,32 @@ def test_the_baseline_is_named_never_picked():
     with pytest.raises(ConfigError, match="no arm has that setting"):
         choose_baseline(sweep, "drpo delta=0.3")
     named = _sweep([("grpo", "grpo", None), ("pg", "pg", None)], spec_baseline="pg")
-    assert choose_baseline(named, None) == ("pg", "the sweep file's baseline:")
+    assert choose_baseline(named, None) == (("pg",), "the sweep file's baseline:")
     two_grpo = _sweep([("grpo", "grpo (δ=1)", 1.0), ("grpo", "grpo (δ=2)", 2.0)])
-    assert choose_baseline(two_grpo, None) == (None, "")
+    assert choose_baseline(two_grpo, None) == ((), "")
+
+
+def test_a_baseline_per_setting_compares_each_arm_within_its_setting():
+    """stress.yaml: the space sets the arms in settings; 'grpo' names plain grpo in each, the corrected grpo arms
+    are compared with it, and no arm is compared across settings."""
+    rows = [("grpo", f"grpo{c} (p={p})", None, {"p": p, "correction": corr})
+            for p in ("bf16", "int4") for c, corr in (("", None), (" + tis", "tis@verl_fp8"))]
+    rows += [("drpo", f"drpo (p={p})", 0.15, {"p": p}) for p in ("bf16", "int4")]
+    sweep = _sweep(rows, spec_baseline="grpo", space={"p": {"values": ["bf16", "int4"]}})
+    assert choose_baseline(sweep, None) == (("grpo (p=bf16)", "grpo (p=int4)"), "the sweep file's baseline:")
+    with pytest.raises(ConfigError, match="4 arms fit"):  # without a space there is no setting to pair them in
+        choose_baseline(_sweep(rows, spec_baseline="grpo"), None)
+    setting_of = {a: f"p={a.split('p=')[1][:-1]}" for _, a, *_ in rows}
+    scores = {a: np.array([0.3, 0.31, 0.29]) + (0.1 if "int4" in a and a.startswith("drpo") else 0) for a in setting_of}
+    arms, _, base = compare_arms(scores, {a: a.split()[0] for a in scores}, ("grpo (p=bf16)", "grpo (p=int4)"),
+                                 np.random.default_rng(0), reps=200, seeds={a: (0, 1, 2) for a in scores},
+                                 setting_of=setting_of)
+    assert base == ("grpo (p=bf16)", "grpo (p=int4)")
+    by_arm = {a.arm: a for a in arms}
+    assert by_arm["drpo (p=int4)"].baseline == "grpo (p=int4)" and by_arm["grpo + tis (p=bf16)"].baseline == "grpo (p=bf16)"
+    assert by_arm["drpo (p=int4)"].difference.value == pytest.approx(0.1)  # not 0.1 against bf16's own grpo
+    assert by_arm["grpo (p=int4)"].baseline is None and by_arm["grpo (p=int4)"].verdict is None
+    assert [a.setting for a in arms] == ["p=bf16"] * 3 + ["p=int4"] * 3  # grouped by setting
 
 
 def test_a_sweep_whose_runs_came_from_different_machines_is_flagged(tmp_path):

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..config import ConfigError
 from . import stats
-from .load import SYMBOLS, Sweep, seed_scores
+from .load import SYMBOLS, Sweep, hashable, seed_scores
 
 FLAGGED_STATUSES = ("failed", "pruned", "running", "interrupted")
 
@@ -35,12 +35,14 @@ class ArmResult:
     verdict: str | None = None  # better / worse / matches / not resolved
     mde: float | None = None  # planning: smallest difference these seeds detect with 80 % power
     seeds_for_margin: float | None = None  # planning: seeds per arm for TOST to show "matches" at a true 0
+    baseline: str | None = None  # the arm it was compared with (its own setting's, for a per-setting baseline)
+    setting: str = ""  # the sweep's space: fields that set its setting apart ('' when the sweep has one setting)
 
 
 @dataclass
 class Comparison:
-    baseline_arm: str | None
-    arms: list[ArmResult]  # best mean first
+    baselines: tuple[str, ...]  # the baseline arm, or one per setting (empty: no baseline)
+    arms: list[ArmResult]  # per setting, best mean first
     lead_arms: dict[str, str]  # objective → the arm its curves show (the baseline arm for its objective)
     fits: dict[str, stats.EntropyFit | None]
     flagged: pd.DataFrame
@@ -51,12 +53,20 @@ class Comparison:
     def result(self, arm: str) -> ArmResult:
         return next(a for a in self.arms if a.arm == arm)
 
+    @property
+    def baseline_arm(self) -> str | None:
+        """The one baseline arm; None when there is none or one per setting."""
+        return self.baselines[0] if len(self.baselines) == 1 else None
 
-def choose_baseline(sweep: Sweep, baseline: str | None) -> tuple[str | None, str]:
-    """(baseline arm, who named it). The baseline is named, never picked from the results: ``--baseline``, else
-    the sweep file's ``baseline:``, else grpo when the sweep has exactly one grpo arm. A name is an arm's label,
-    an objective with one arm, or a setting ``'drpo delta=0.15'``; a bare objective with several arms, or a name
-    that fits no arm, is a one-line error listing the arms."""
+
+def choose_baseline(sweep: Sweep, baseline: str | None) -> tuple[tuple[str, ...], str]:
+    """(baseline arms, who named them). The baseline is named, never picked from the results: ``--baseline``,
+    else the sweep file's ``baseline:``, else grpo when the sweep has exactly one grpo arm. A name is an arm's
+    label, an objective with one arm, or a setting ``'drpo delta=0.15'``. When the sweep's ``space:`` sets the
+    arms in several settings (e.g. rollout_precision × num_iterations), a name that fits one arm per setting
+    names a baseline per setting: every arm is compared with the baseline of its own setting (a bare objective
+    then means its arms without a correction). A name that fits several arms otherwise, or none, is a one-line
+    error listing the arms."""
     source = "--baseline"
     if baseline is None:
         baseline, source = (sweep.meta.get("spec") or {}).get("baseline"), "the sweep file's baseline:"
@@ -64,10 +74,10 @@ def choose_baseline(sweep: Sweep, baseline: str | None) -> tuple[str | None, str
     arms = sorted(trials["arm"].unique())
     if baseline is None:
         grpo = sorted(trials.loc[trials["objective"] == "grpo", "arm"].unique())
-        return (grpo[0], "the default (grpo, the sweep names no baseline)") if len(grpo) == 1 else (None, "")
+        return ((grpo[0],), "the default (grpo, the sweep names no baseline)") if len(grpo) == 1 else ((), "")
     listing = "; ".join(arms) or "none yet"
     if baseline in arms:
-        return baseline, source
+        return (baseline,), source
     objective, *setting = baseline.split()
     rows = trials[trials["objective"] == objective]
     if rows.empty:
@@ -81,11 +91,32 @@ def choose_baseline(sweep: Sweep, baseline: str | None) -> tuple[str | None, str
         rows = rows[rows[key].map(lambda v: _same(v, value))]
     found = sorted(rows["arm"].unique())
     if len(found) == 1:
-        return found[0], source
+        return (found[0],), source
     if not found:
         raise ConfigError(f"baseline {baseline!r} ({source}): no arm has that setting (arms: {listing})")
+    per_setting = _one_per_setting(sweep, rows, bare="correction" not in {p.partition("=")[0] for p in setting})
+    if per_setting:
+        return per_setting, source
     raise ConfigError(f"baseline {baseline!r} ({source}): {len(found)} arms fit, name one with its setting, "
                       f"e.g. '{objective} key=value' (arms: {'; '.join(found)})")
+
+
+def setting_keys(sweep: Sweep) -> list[str]:
+    """The sweep file's ``space:`` fields (RunConfig fields searched for every objective): they set the settings."""
+    space = (sweep.meta.get("spec") or {}).get("space") or {}
+    return [k for k in sweep.params if k in space and k in sweep.trials]  # the order the trials set them
+
+
+def _one_per_setting(sweep: Sweep, rows: pd.DataFrame, bare: bool) -> tuple[str, ...]:
+    """The arms of ``rows`` when they are one per setting of the sweep's space (after leaving out the arms with a
+    correction when the name did not set one); () otherwise."""
+    keys = setting_keys(sweep)
+    if bare and "correction" in rows:
+        rows = rows[rows["correction"].map(lambda c: c is None or c != c)]  # NaN: not set
+    rows = rows.drop_duplicates("arm")
+    if not keys or rows.empty or rows[keys].map(hashable).duplicated().any():
+        return ()
+    return tuple(sorted(rows["arm"]))
 
 
 def _same(value: object, text: str) -> bool:
@@ -95,59 +126,69 @@ def _same(value: object, text: str) -> bool:
         return str(value) == text
 
 
-def compare(sweep: Sweep, baseline: str | None, rng: np.random.Generator, reps: int = stats.REPS,
+def compare(sweep: Sweep, baselines: tuple[str, ...], rng: np.random.Generator, reps: int = stats.REPS,
             margin: float | None = None, baseline_source: str = "") -> Comparison:
-    """``baseline`` is an arm label (see :func:`choose_baseline`); ``margin`` defaults to the sweep file's
+    """``baselines`` is what :func:`choose_baseline` names; ``margin`` defaults to the sweep file's
     ``equivalence_margin`` (else stats.MARGIN)."""
     finished = sweep.finished
     margin = margin if margin is not None else float((sweep.meta.get("spec") or {}).get("equivalence_margin")
                                                      or stats.MARGIN)
     objective_of = finished.drop_duplicates("arm").set_index("arm")["objective"].to_dict()
     seeds = {arm: tuple(int(s) for s in group.sort_values("seed")["seed"]) for arm, group in finished.groupby("arm")}
-    arms, lead_arms, baseline_arm = compare_arms(seed_scores(finished), objective_of, baseline, rng, reps,
-                                                 margin=margin, seeds=seeds)
+    keys = setting_keys(sweep) if len(baselines) > 1 else []
+    setting_of = {t.arm: ", ".join(f"{k}={_text(getattr(t, k))}" for k in keys)
+                  for t in sweep.trials.dropna(subset=["objective"]).drop_duplicates("arm").itertuples(index=False)}
+    arms, lead_arms, found = compare_arms(seed_scores(finished), objective_of, baselines, rng, reps, margin=margin,
+                                          seeds=seeds, setting_of=setting_of)
     fits = {objective: _entropy_fit(sweep, arm) for objective, arm in sorted(lead_arms.items())}
-    return Comparison(baseline_arm, arms, lead_arms, fits, flagged_runs(sweep), _notes(sweep, baseline_arm), margin,
+    return Comparison(found, arms, lead_arms, fits, flagged_runs(sweep), _notes(sweep, found), margin,
                       baseline_source)
 
 
-def compare_arms(scores: dict[str, np.ndarray], objective_of: dict[str, str], baseline: str | None,
-                 rng: np.random.Generator, reps: int = stats.REPS, margin: float = stats.MARGIN,
-                 seeds: dict[str, tuple[int, ...]] | None = None
-                 ) -> tuple[list[ArmResult], dict[str, str], str | None]:
-    """Per arm its estimates and, against the baseline arm, the difference (paired by seed when ``seeds`` shows
-    both ran the same ones, else Welch), TOST against ±``margin``, the verdict, P(beats baseline) and the planning
-    figures; best mean first. Returns (arms, the arm each objective's curves show, baseline arm).
+def _text(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
-    ``baseline`` is an arm, or an objective that has exactly one arm (else no arm is the baseline)."""
-    seeds = seeds or {}
+
+def compare_arms(scores: dict[str, np.ndarray], objective_of: dict[str, str], baselines: str | tuple[str, ...],
+                 rng: np.random.Generator, reps: int = stats.REPS, margin: float = stats.MARGIN,
+                 seeds: dict[str, tuple[int, ...]] | None = None, setting_of: dict[str, str] | None = None
+                 ) -> tuple[list[ArmResult], dict[str, str], tuple[str, ...]]:
+    """Per arm its estimates and, against its baseline arm, the difference (paired by seed when ``seeds`` shows
+    both ran the same ones, else Welch), TOST against ±``margin``, the verdict, P(beats baseline) and the planning
+    figures; per setting, best mean first. Returns (arms, the arm each objective's curves show, baseline arms).
+
+    ``baselines`` is an arm, an objective that has exactly one arm (else no arm is the baseline), or one arm per
+    setting (``setting_of``: arm → its setting): then each arm is compared with its own setting's."""
+    seeds, setting_of = seeds or {}, setting_of or {}
+    if isinstance(baselines, str):
+        named = baselines if baselines in scores else [a for a in sorted(scores) if objective_of[a] == baselines]
+        baselines = (named,) if isinstance(named, str) else tuple(named) if len(named) == 1 else ()
+    baselines = tuple(b for b in baselines if b in scores)
+    base_of = {setting_of.get(b, ""): b for b in baselines}
+    settings = list(dict.fromkeys(sorted(setting_of.get(a, "") for a in scores)))
     # Sorted names: the generator's stream (IQM bootstrap) does not depend on dict order.
     arms = sorted((ArmResult(a, objective_of[a], stats.mean_interval(scores[a]),
-                             stats.iqm_interval(scores[a], rng, reps=reps), seeds.get(a, ())) for a in sorted(scores)),
-                  key=lambda r: (-r.mean.value, r.arm))
-    if baseline is not None and baseline not in scores:
-        of_objective = [a.arm for a in arms if a.objective == baseline]
-        baseline = of_objective[0] if len(of_objective) == 1 else None
-    lead_arms: dict[str, str] = {}
-    if baseline is not None:
-        lead_arms[objective_of[baseline]] = baseline
+                             stats.iqm_interval(scores[a], rng, reps=reps), seeds.get(a, ()),
+                             setting=setting_of.get(a, "")) for a in sorted(scores)),
+                  key=lambda r: (settings.index(r.setting), -r.mean.value, r.arm))
+    lead_arms: dict[str, str] = {objective_of[baselines[0]]: baselines[0]} if baselines else {}
     for result in arms:
         lead_arms.setdefault(result.objective, result.arm)
-    if baseline is not None:
-        base = scores[baseline]
-        for result in arms:  # already in a fixed order
-            if result.arm == baseline:
-                continue
-            x = scores[result.arm]
-            paired = bool(result.seeds) and result.seeds == seeds.get(baseline) and len(result.seeds) >= 2
-            result.test = stats.difference_test(x, base, paired)
-            result.difference = result.test.difference if result.test else stats.difference(x, base)
-            result.improvement = stats.improvement_interval(x, base)
-            result.tost_p = stats.tost(x, base, margin, paired)
-            result.verdict = stats.verdict(result.test, result.tost_p)
-            result.mde = stats.minimum_detectable_effect(x, base, paired)
-            result.seeds_for_margin = stats.seeds_for_margin(x, base, margin, paired)
-    return arms, lead_arms, baseline
+    for result in arms:  # already in a fixed order
+        baseline = base_of.get(result.setting) if len(baselines) > 1 else (baselines or (None,))[0]
+        if baseline is None or result.arm == baseline:
+            continue
+        x, base = scores[result.arm], scores[baseline]
+        paired = bool(result.seeds) and result.seeds == seeds.get(baseline) and len(result.seeds) >= 2
+        result.baseline = baseline
+        result.test = stats.difference_test(x, base, paired)
+        result.difference = result.test.difference if result.test else stats.difference(x, base)
+        result.improvement = stats.improvement_interval(x, base)
+        result.tost_p = stats.tost(x, base, margin, paired)
+        result.verdict = stats.verdict(result.test, result.tost_p)
+        result.mde = stats.minimum_detectable_effect(x, base, paired)
+        result.seeds_for_margin = stats.seeds_for_margin(x, base, margin, paired)
+    return arms, lead_arms, baselines
 
 
 def _entropy_fit(sweep: Sweep, arm: str) -> stats.EntropyFit | None:
@@ -219,7 +260,7 @@ def _machine_note(sweep: Sweep) -> str | None:
             "or another thread count is a fresh draw, so the seeds are not the same experiment on each.")
 
 
-def _notes(sweep: Sweep, baseline: str | None) -> list[str]:
+def _notes(sweep: Sweep, baselines: tuple[str, ...]) -> list[str]:
     trials = sweep.trials
     notes = [note] if (note := _machine_note(sweep)) else []
     if sweep.still_running:
@@ -232,7 +273,7 @@ def _notes(sweep: Sweep, baseline: str | None) -> list[str]:
     if len(failed):
         reasons = "; ".join(f"trial {t.trial}: {t.failure or 'no reason recorded'}" for t in failed.itertuples())
         notes.append(f"{len(failed)} trial(s) failed ({reasons}); their finished seeds are still used.")
-    if baseline is None:
+    if not baselines:
         notes.append("No baseline: the sweep names none (--baseline or the sweep file's baseline:) and has no single "
                      "grpo arm, so no arm is compared against one.")
     return notes

@@ -61,7 +61,7 @@ def load_sweep(name: str, root: str | Path | None = None, storage: str | None = 
     trials = [t for t in trials if not (t.state == optuna.trial.TrialState.FAIL and t.number in retried)]
     settings = [_settings(t) for t in trials]
     params = _parameter_columns(trials, settings)
-    varying = [p for p in params if len({_hashable(s.get(p)) for s in settings}) > 1]
+    varying = [p for p in params if len({hashable(s.get(p)) for s in settings}) > 1]
 
     base_correction = ((meta.get("spec") or {}).get("base") or {}).get("correction")
     trial_rows, run_rows, step_rows, hist_rows = [], [], [], []
@@ -103,7 +103,7 @@ def _parameter_columns(trials: list[optuna.trial.FrozenTrial], settings: list[di
     return [k for k in names if k not in fields] + [k for k in names if k in fields]
 
 
-def _hashable(value: Any) -> Any:
+def hashable(value: Any) -> Any:
     return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
 
 
@@ -118,7 +118,7 @@ def arm_label(objective: str, setting: dict[str, Any], varying: list[str], corre
 def objective_rows(runs: pd.DataFrame) -> pd.Series:
     """Each run's objective, named with its correction when the sweep varies it ('grpo + tis(token, 2.0)'): the
     rows of the per-objective figures, so that arms with and without a correction are not pooled."""
-    if "correction" not in runs or runs["correction"].map(_hashable).nunique(dropna=False) < 2:
+    if "correction" not in runs or runs["correction"].map(hashable).nunique(dropna=False) < 2:
         return runs["objective"]
     return pd.Series([objective if correction is None or correction != correction  # NaN: not set
                       else f"{objective} + {correction_label(correction)}"

@@ -30,9 +30,13 @@ def replay_blocks(sweep: Sweep) -> list[Block]:
         return []
     configs = {run: json.loads((run / "config.json").read_text()) for run in runs}
     objectives = sorted({c["objective"] for c in configs.values() if not c["objective"].startswith("trl:")})
+    # One seed is enough to see where the gradients part ways, and every seed would multiply the build's time.
+    first = min(c["seed"] for c in configs.values())
+    configs = {run: c for run, c in configs.items() if c["seed"] == first}
     blocks: list[Block] = [
         Heading("The same batches, every objective"),
-        Paragraph(f"{len(runs)} run(s) kept their batches and weights; each kept step is replayed for `pg` and "
+        Paragraph(f"{len(runs)} run(s) kept their batches and weights; the {len(configs)} of seed {first} (every arm's "
+                  "first seed) are replayed here: each kept step for `pg` and "
                   f"{', '.join(f'`{o}`' for o in objectives)} from the same state (one forward, one backward per "
                   "objective; `workbench replay` for every objective and figures). Replay measures one update from "
                   "the same weights and tokens: whether and where the objectives push differently, not where "

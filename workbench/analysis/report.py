@@ -30,6 +30,10 @@ SEED = 0
 BAND = "band = 95 % t interval over seeds; with fewer than 3 seeds, each seed's own curve instead"
 # (file stem, title, what it shows, builder); the order is the order in the report.
 FIGURES: tuple[tuple[str, str, str, figures.Builder], ...] = (
+    ("differences", "Differences from the baseline", "Each arm's difference in the final held-out metric from "
+     "its baseline (paired by seed where both ran the same seeds), 95% interval; the shaded band is the "
+     "equivalence margin: an interval inside it and a TOST p < 0.05 is \"matches\", one clear of 0 is \"better\" "
+     "or \"worse\" (the results table has the tests).", sweep_figures.differences),
     ("learning_curves", "Learning curves",
      "Held-out metric against optimizer step (left) and wall time (right): mean over seeds of every arm (colour: "
      f"objective; line style: its setting, named in full in the legend), {BAND}.", figures.learning_curves),
@@ -54,8 +58,9 @@ FIGURES: tuple[tuple[str, str, str, figures.Builder], ...] = (
     ("delta_sensitivity", "δ sensitivity", "Final held-out metric against δ, seeds of the other swept parameters "
      "pooled; points = means, bars = 95 % t intervals over seeds (none from one seed).",
      sweep_figures.delta_sensitivity),
-    ("precision", "Precision × objective", "Mean final held-out metric per objective and precision, averaged over "
-     "the other swept parameters, with its 95 % t interval over seeds (the colours span the means only).",
+    ("precision", "Precision × objective", "Mean final held-out metric per objective and precision (and per "
+     "setting of the other fields the sweep's space sets), with its 95 % t interval over seeds (the colours span "
+     "the means only).",
      sweep_figures.precision_heatmap),
     ("importances", "Parameter importances", "Which swept parameters the trial value depends on (Optuna, "
      "PED-ANOVA).", sweep_figures.parameter_importances),

@@ -18,6 +18,7 @@ from ..objectives import available_objectives, get_objective
 from ..objectives.plotting import plot_geometry
 from . import stats
 from .figures import FigureInput
+from .compare import setting_keys
 from .load import SYMBOLS, objective_rows
 
 PRECISIONS = ("rollout_precision", "train_precision")
@@ -106,17 +107,22 @@ def delta_sensitivity(data: FigureInput) -> Figure | str:
 
 
 def precision_heatmap(data: FigureInput) -> Figure | str:
-    """Mean final metric per objective (and correction, when swept) × precision, averaged over every other swept
-    parameter."""
+    """Mean final metric per objective (and correction, when swept) × precision; when the sweep's space also
+    sets other RunConfig fields (stress.yaml: precision × updates per batch), one column per setting."""
     runs = data.sweep.finished
     column = next((c for c in PRECISIONS if c in runs and runs[c].nunique() >= 2), None)
     if column is None:
         return "neither the rollout nor the train precision was swept"
-    runs = runs.assign(row=objective_rows(runs))
-    table = runs.pivot_table(index="row", columns=column, values="final", aggfunc="mean")
+    keys = [k for k in setting_keys(data.sweep) if k != column and runs[k].nunique() >= 2]
+    label = " × ".join(k.replace("_", " ") for k in (column, *keys))
+    runs = runs.assign(row=objective_rows(runs), column=[" × ".join(_text(v) for v in values) for values in
+                                                         zip(*(runs[k] for k in (column, *keys)))])
+    table = runs.pivot_table(index="row", columns="column", values="final", aggfunc="mean", sort=False)
+    table = table[sorted(table.columns, key=lambda c: [_order(runs, k, v) for k, v in zip((column, *keys),
+                                                                                         c.split(" × "))])]
     # Colours stretch over the cell means alone, so each cell also prints its interval over seeds:
     # two colours far apart can still be the same result.
-    cells = runs.groupby(["row", column])["final"].apply(lambda x: stats.mean_interval(x.to_numpy()))
+    cells = runs.groupby(["row", "column"])["final"].apply(lambda x: stats.mean_interval(x.to_numpy()))
     fig = Figure(figsize=(1.6 + 1.6 * table.shape[1], 1.2 + 0.75 * table.shape[0]), layout="constrained")
     ax = fig.subplots()
     # The colour scale spans at least the widest cell interval around the cells' centre, so noise-sized
@@ -134,9 +140,51 @@ def precision_heatmap(data: FigureInput) -> Figure | str:
             interval = f"\n[{cell.low:.3f}, {cell.high:.3f}]" if cell.has_interval else f"\n({cell.why})"
             ax.text(j, i, f"{value:.3f}{interval}", ha="center", va="center", fontsize=9,
                     color="white" if light else "black")
-    ax.set_xlabel(column.replace("_", " "))
+    ax.set_xlabel(label)
     ax.set_ylabel("objective")
     fig.colorbar(image, ax=ax, label=f"mean final {data.sweep.metric}")
+    return fig
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _order(runs: Any, key: str, text: str) -> int:
+    """A setting's position in the sweep's own order of that field's values (first appearance)."""
+    return [_text(v) for v in dict.fromkeys(runs[key])].index(text)
+
+
+def differences(data: FigureInput) -> Figure | str:
+    """Each arm's paired difference from its baseline with its 95% interval, the equivalence margin shaded: the
+    verdicts of the results table at a glance (one panel row per setting when the baseline is per setting)."""
+    compared = [a for a in data.comparison.arms if a.difference is not None and a.difference.has_interval]
+    if not compared:
+        return "no arm has an interval for its difference from a baseline"
+    margin = data.comparison.margin
+    fig = Figure(figsize=(7.5, 1.0 + 0.32 * (len(compared) + 2 * len({a.setting for a in compared}))),
+                 layout="constrained")
+    ax = fig.subplots()
+    labels, y = [], 0.0
+    for setting in dict.fromkeys(a.setting for a in compared):
+        if setting:
+            ax.text(0.01, y, setting, transform=ax.get_yaxis_transform(), ha="left", va="center", fontsize=8,
+                    style="italic")
+            y += 1
+        for a in (a for a in compared if a.setting == setting):
+            d, colour = a.difference, data.colours.get(a.objective, "black")
+            ax.errorbar(d.value, y, xerr=[[d.value - d.low], [d.high - d.value]], fmt="o", color=colour, capsize=3)
+            labels.append((y, f"{a.arm.split(' (')[0]}  [{a.verdict}]"))
+            y += 1
+        y += 0.5
+    ax.axvspan(-margin, margin, color="#2ca02c", alpha=0.12, label=f"equivalence margin ±{margin:g}")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks([p for p, _ in labels], [t for _, t in labels], fontsize=8)
+    ax.set_ylim(y - 0.5, -1)
+    baselines = ", ".join(sorted({a.baseline.split(' (')[0] for a in compared if a.baseline}))
+    ax.set_xlabel(f"Δ final {data.sweep.metric} vs baseline ({baselines}), 95% CI")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
     return fig
 
 

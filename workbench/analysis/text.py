@@ -65,23 +65,28 @@ def _needed(n: float | None) -> str:
 
 
 def headline(sweep: Sweep, comparison: Comparison) -> str:
-    """Each arm against the named baseline, in one of the four words, with its interval and test."""
+    """Each arm against its named baseline (its own setting's, for a baseline per setting), in one of the four
+    words, with its interval and test."""
     metric = f"final `{sweep.metric}`"
     arms = comparison.arms
     if not arms:
         return "No run of this sweep has finished yet: there is nothing to compare."
-    if comparison.baseline_arm is None:
+    if not comparison.baselines:
         means = "; ".join(f"{a.arm} {_num(a.mean.value)} ({_ci_phrase(a.mean)}, {_seeds(a.mean.seeds)})" for a in arms)
         return (f"No baseline is named (--baseline, or baseline: in the sweep file), so no arm is compared with "
                 f"another: mean {metric} per arm: {means}.")
-    base = comparison.result(comparison.baseline_arm)
     named = f"; named by {comparison.baseline_source}" if comparison.baseline_source else ""
-    opening = (f"Against the baseline **{base.arm}** (mean {metric} {_num(base.mean.value)}, {_ci_phrase(base.mean)}, "
-               f"{_seeds(base.mean.seeds)}{named}), margin ±{_num(comparison.margin)}: ")
-    others = [a for a in arms if a.arm != base.arm]
-    if not others:
-        return opening + "it is the only arm with finished runs, so there is nothing to compare it with."
-    return opening + "; ".join(verdict_clause(a) for a in others) + "."
+    per_setting = len(comparison.baselines) > 1
+    parts = []
+    for arm in comparison.baselines:
+        base = comparison.result(arm)
+        where = f"In the setting {base.setting}, against" if per_setting else "Against"
+        opening = (f"{where} the baseline **{base.arm}** (mean {metric} {_num(base.mean.value)}, "
+                   f"{_ci_phrase(base.mean)}, {_seeds(base.mean.seeds)}{named}), margin ±{_num(comparison.margin)}: ")
+        others = [a for a in arms if a.baseline == base.arm]
+        parts.append(opening + ("; ".join(verdict_clause(a) for a in others) if others else
+                                "it is the only arm with finished runs, so there is nothing to compare it with") + ".")
+    return " ".join(parts)
 
 
 def verdict_clause(a: ArmResult) -> str:
@@ -146,17 +151,23 @@ def summary(sweep: Sweep, comparison: Comparison) -> list[Block]:
 
 
 def tables(sweep: Sweep, comparison: Comparison) -> list[Block]:
-    rows = tuple((a.objective, a.arm, str(a.mean.seeds), _with_ci(a.mean), _with_ci(a.iqm),
-                  _with_ci(a.difference, signed=True), a.test.method if a.test else "—",
-                  f"{a.test.p:.3g}" if a.test else "—", f"{a.tost_p:.3g}" if a.tost_p is not None else "—",
-                  a.verdict or "—", _num(a.mde) if a.mde is not None else "—", _needed(a.seeds_for_margin))
-                 for a in comparison.arms)
+    def row(a: ArmResult) -> tuple[str, ...]:
+        return (a.objective, a.arm, str(a.mean.seeds), _with_ci(a.mean), _with_ci(a.iqm),
+                _with_ci(a.difference, signed=True), a.test.method if a.test else "—",
+                f"{a.test.p:.3g}" if a.test else "—", f"{a.tost_p:.3g}" if a.tost_p is not None else "—",
+                a.verdict or "—", _num(a.mde) if a.mde is not None else "—", _needed(a.seeds_for_margin))
+
+    per_setting = len(comparison.baselines) > 1
+    baseline = ("each setting's own " + ", ".join(comparison.baselines) if per_setting
+                else comparison.baseline_arm or "none")
     blocks: list[Block] = [Heading("Results"), Paragraph(
-        f"Final {sweep.metric} per arm over its finished seeds, highest mean first. Baseline: "
-        f"{comparison.baseline_arm or 'none'}; equivalence margin ±{_num(comparison.margin)}. Test: paired t when "
-        "the arm ran the baseline's seeds, else Welch (— where fewer than two seeds or no variance). Per-seed values: "
-        "seeds.csv. Methods: see the note under the summary."),
-        Table(RESULT_HEADERS, rows)]
+        f"Final {sweep.metric} per arm over its finished seeds, highest mean first{' within each setting' * per_setting}"
+        f". Baseline: {baseline}; equivalence margin ±{_num(comparison.margin)}. Test: paired t when the arm ran the "
+        "baseline's seeds, else Welch (— where fewer than two seeds or no variance). Per-seed values: seeds.csv. "
+        "Methods: see the note under the summary.")]
+    for setting in dict.fromkeys(a.setting for a in comparison.arms):
+        blocks += [Heading(f"Setting {setting}", 3)] if per_setting else []
+        blocks.append(Table(RESULT_HEADERS, tuple(row(a) for a in comparison.arms if a.setting == setting)))
     fits = [(o, comparison.lead_arms[o], f) for o, f in comparison.fits.items() if f is not None]
     if fits:
         blocks += [Heading("Entropy–performance fit", 3), Paragraph(
@@ -230,7 +241,8 @@ def results_frame(comparison: Comparison) -> pd.DataFrame:
     """The results table at full precision (results.csv), for scripts and for checking the report."""
     rows = []
     for a in comparison.arms:
-        row = {"objective": a.objective, "arm": a.arm, "seeds": a.mean.seeds}
+        row = {"objective": a.objective, "arm": a.arm, "setting": a.setting, "baseline": a.baseline,
+               "seeds": a.mean.seeds}
         for key, e in (("mean", a.mean), ("iqm", a.iqm), ("diff", a.difference), ("p_improve", a.improvement)):
             row.update({key: e.value, f"{key}_low": e.low, f"{key}_high": e.high} if e else {})
         row["test"] = a.test.method if a.test else None

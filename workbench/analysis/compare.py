@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..config import ConfigError
 from . import stats
-from .load import SYMBOLS, Sweep, hashable, seed_scores
+from .load import SYMBOLS, Sweep, format_setting, hashable, seed_scores
 
 FLAGGED_STATUSES = ("failed", "pruned", "running", "interrupted")
 
@@ -136,17 +136,13 @@ def compare(sweep: Sweep, baselines: tuple[str, ...], rng: np.random.Generator, 
     objective_of = finished.drop_duplicates("arm").set_index("arm")["objective"].to_dict()
     seeds = {arm: tuple(int(s) for s in group.sort_values("seed")["seed"]) for arm, group in finished.groupby("arm")}
     keys = setting_keys(sweep) if len(baselines) > 1 else []
-    setting_of = {t.arm: ", ".join(f"{k}={_text(getattr(t, k))}" for k in keys)
+    setting_of = {t.arm: ", ".join(f"{k}={format_setting(getattr(t, k))}" for k in keys)
                   for t in sweep.trials.dropna(subset=["objective"]).drop_duplicates("arm").itertuples(index=False)}
     arms, lead_arms, found = compare_arms(seed_scores(finished), objective_of, baselines, rng, reps, margin=margin,
                                           seeds=seeds, setting_of=setting_of)
     fits = {objective: _entropy_fit(sweep, arm) for objective, arm in sorted(lead_arms.items())}
     return Comparison(found, arms, lead_arms, fits, flagged_runs(sweep), _notes(sweep, found), margin,
                       baseline_source)
-
-
-def _text(value: object) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def compare_arms(scores: dict[str, np.ndarray], objective_of: dict[str, str], baselines: str | tuple[str, ...],

@@ -110,7 +110,7 @@ def hashable(value: Any) -> Any:
 def arm_label(objective: str, setting: dict[str, Any], varying: list[str], correction: Any = None) -> str:
     """'drpo (δ=0.15, advantage_weight=abs)': the objective and the swept parameters that set this arm apart;
     an arm with a mismatch correction names it: 'grpo + tis(token, 2.0)'."""
-    shown = [f"{SYMBOLS.get(k, k)}={_format(setting[k])}" for k in varying if k in setting and k != "correction"]
+    shown = [f"{SYMBOLS.get(k, k)}={format_setting(setting[k])}" for k in varying if k in setting and k != "correction"]
     name = objective if correction is None else f"{objective} + {correction_label(correction)}"
     return f"{name} ({', '.join(shown)})" if shown else name
 
@@ -135,7 +135,7 @@ def correction_label(setting: Any) -> str:
         return str(setting)
 
 
-def _format(value: Any) -> str:
+def format_setting(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -19,7 +19,7 @@ from ..objectives.plotting import plot_geometry
 from . import stats
 from .figures import FigureInput
 from .compare import setting_keys
-from .load import SYMBOLS, objective_rows
+from .load import SYMBOLS, format_setting, objective_rows
 
 PRECISIONS = ("rollout_precision", "train_precision")
 STYLES = ("-", "--", ":", "-.")
@@ -115,7 +115,7 @@ def precision_heatmap(data: FigureInput) -> Figure | str:
         return "neither the rollout nor the train precision was swept"
     keys = [k for k in setting_keys(data.sweep) if k != column and runs[k].nunique() >= 2]
     label = " × ".join(k.replace("_", " ") for k in (column, *keys))
-    runs = runs.assign(row=objective_rows(runs), column=[" × ".join(_text(v) for v in values) for values in
+    runs = runs.assign(row=objective_rows(runs), column=[" × ".join(format_setting(v) for v in values) for values in
                                                          zip(*(runs[k] for k in (column, *keys)))])
     table = runs.pivot_table(index="row", columns="column", values="final", aggfunc="mean", sort=False)
     table = table[sorted(table.columns, key=lambda c: [_order(runs, k, v) for k, v in zip((column, *keys),
@@ -146,13 +146,9 @@ def precision_heatmap(data: FigureInput) -> Figure | str:
     return fig
 
 
-def _text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def _order(runs: Any, key: str, text: str) -> int:
     """A setting's position in the sweep's own order of that field's values (first appearance)."""
-    return [_text(v) for v in dict.fromkeys(runs[key])].index(text)
+    return [format_setting(v) for v in dict.fromkeys(runs[key])].index(text)
 
 
 def differences(data: FigureInput) -> Figure | str:

@@ -62,7 +62,8 @@ def describe(trial: FrozenTrial) -> str:
     if "objective" not in attrs:
         return " ".join(f"{k}={v}" for k, v in (trial.params or trial.system_attrs.get("fixed_params", {})).items())
     params = {**attrs.get("objective_params", {}), **attrs.get("run_fields", {})}
-    return " ".join([attrs["objective"], *(f"{k}={_fmt(v)}" for k, v in params.items())])
+    # An unset value (correction: null, the arm without one) sets nothing apart: it is left out.
+    return " ".join([attrs["objective"], *(f"{k}={_fmt(v)}" for k, v in params.items() if v is not None)])
 
 
 def format_value(value: float | None) -> str:

@@ -29,7 +29,8 @@ def replay_blocks(sweep: Sweep) -> list[Block]:
     if not runs:
         return []
     configs = {run: json.loads((run / "config.json").read_text()) for run in runs}
-    objectives = sorted({c["objective"] for c in configs.values() if not c["objective"].startswith("trl:")})
+    # pg is always replayed (the norms are relative to it): listed once, first.
+    objectives = sorted({c["objective"] for c in configs.values() if not c["objective"].startswith("trl:")} - {"pg"})
     # One seed is enough to see where the gradients part ways, and every seed would multiply the build's time.
     first = min(c["seed"] for c in configs.values())
     configs = {run: c for run, c in configs.items() if c["seed"] == first}
@@ -65,7 +66,7 @@ def _replay(runs: Sequence[Path], configs: dict[Path, dict[str, Any]], objective
     from ..config import RunConfig
     from ..replay import Policy, parse_objectives, replay_run, summarise
 
-    names = parse_objectives(",".join(objectives))
+    names = parse_objectives(",".join(objectives) or "pg")
     policies: dict[str, Policy] = {}
     replays = []
     for run in runs:

@@ -161,7 +161,9 @@ def compare_arms(scores: dict[str, np.ndarray], objective_of: dict[str, str], ba
         baselines = (named,) if isinstance(named, str) else tuple(named) if len(named) == 1 else ()
     baselines = tuple(b for b in baselines if b in scores)
     base_of = {setting_of.get(b, ""): b for b in baselines}
-    settings = list(dict.fromkeys(sorted(setting_of.get(a, "") for a in scores)))
+    # Settings in the order the sweep ran them (setting_of follows the trials: the sweep file's order of values).
+    settings = list(dict.fromkeys([*(s for a, s in setting_of.items() if a in scores),
+                                   *(setting_of.get(a, "") for a in sorted(scores))]))
     # Sorted names: the generator's stream (IQM bootstrap) does not depend on dict order.
     arms = sorted((ArmResult(a, objective_of[a], stats.mean_interval(scores[a]),
                              stats.iqm_interval(scores[a], rng, reps=reps), seeds.get(a, ()),

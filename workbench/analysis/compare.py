@@ -157,8 +157,8 @@ def compare_arms(scores: dict[str, np.ndarray], objective_of: dict[str, str], ba
     setting (``setting_of``: arm → its setting): then each arm is compared with its own setting's."""
     seeds, setting_of = seeds or {}, setting_of or {}
     if isinstance(baselines, str):
-        named = baselines if baselines in scores else [a for a in sorted(scores) if objective_of[a] == baselines]
-        baselines = (named,) if isinstance(named, str) else tuple(named) if len(named) == 1 else ()
+        named = (baselines,) if baselines in scores else tuple(a for a in sorted(scores) if objective_of[a] == baselines)
+        baselines = named if len(named) == 1 else ()
     baselines = tuple(b for b in baselines if b in scores)
     base_of = {setting_of.get(b, ""): b for b in baselines}
     # Settings in the order the sweep ran them (setting_of follows the trials: the sweep file's order of values).

@@ -113,13 +113,13 @@ def precision_heatmap(data: FigureInput) -> Figure | str:
     column = next((c for c in PRECISIONS if c in runs and runs[c].nunique() >= 2), None)
     if column is None:
         return "neither the rollout nor the train precision was swept"
-    keys = [k for k in setting_keys(data.sweep) if k != column and runs[k].nunique() >= 2]
-    label = " × ".join(k.replace("_", " ") for k in (column, *keys))
+    fields = [column, *(k for k in setting_keys(data.sweep) if k != column and runs[k].nunique() >= 2)]
+    label = " × ".join(k.replace("_", " ") for k in fields)
+    # Columns in the sweep's own order of each field's values (their first appearance), not alphabetical.
+    runs = runs.sort_values(fields, key=lambda values: values.map(list(dict.fromkeys(values)).index), kind="stable")
     runs = runs.assign(row=objective_rows(runs), column=[" × ".join(format_setting(v) for v in values) for values in
-                                                         zip(*(runs[k] for k in (column, *keys)))])
+                                                         zip(*(runs[k] for k in fields))])
     table = runs.pivot_table(index="row", columns="column", values="final", aggfunc="mean", sort=False)
-    table = table[sorted(table.columns, key=lambda c: [_order(runs, k, v) for k, v in zip((column, *keys),
-                                                                                         c.split(" × "))])]
     # Colours stretch over the cell means alone, so each cell also prints its interval over seeds:
     # two colours far apart can still be the same result.
     cells = runs.groupby(["row", "column"])["final"].apply(lambda x: stats.mean_interval(x.to_numpy()))
@@ -144,11 +144,6 @@ def precision_heatmap(data: FigureInput) -> Figure | str:
     ax.set_ylabel("objective")
     fig.colorbar(image, ax=ax, label=f"mean final {data.sweep.metric}")
     return fig
-
-
-def _order(runs: Any, key: str, text: str) -> int:
-    """A setting's position in the sweep's own order of that field's values (first appearance)."""
-    return [format_setting(v) for v in dict.fromkeys(runs[key])].index(text)
 
 
 def differences(data: FigureInput) -> Figure | str:

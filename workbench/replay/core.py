@@ -90,13 +90,7 @@ def parse_objectives(spec: str | None, run_objective: str | None = None) -> list
         names = available_objectives()
     else:
         names = [n.strip() for n in spec.split(",") if n.strip()]
-    names = [REFERENCE] + [n for n in dict.fromkeys(names) if n != REFERENCE]
-    for name in names:
-        try:
-            get_objective(name)
-        except ValueError as err:
-            raise ConfigError(f"--objectives: {err}") from None
-    return names
+    return _known([REFERENCE] + [n for n in dict.fromkeys(names) if n != REFERENCE], get_objective, "--objectives")
 
 
 def parse_corrections(spec: str | None) -> list[str]:
@@ -105,12 +99,16 @@ def parse_corrections(spec: str | None) -> list[str]:
         return []
     from ..objectives import get_correction
 
-    names = [n.strip() for n in spec.split(",") if n.strip()]
+    return _known([n.strip() for n in spec.split(",") if n.strip()], get_correction, "--corrections")
+
+
+def _known(names: list[str], get: Callable[[str], Any], option: str) -> list[str]:
+    """``names`` when ``get`` knows every one; else a one-line error naming the option."""
     for name in names:
         try:
-            get_correction(name)
+            get(name)
         except ValueError as err:
-            raise ConfigError(f"--corrections: {err}") from None
+            raise ConfigError(f"{option}: {err}") from None
     return names
 
 

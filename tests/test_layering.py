@@ -28,6 +28,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("models",),
     ("topk", "ranks", "staging", "batches"),
     ("config",),
+    ("verdicts",),
     ("objectives",),
     ("__init__",),
 ]

@@ -22,7 +22,8 @@ from workbench.tracking import load_run, write_json_atomic
 def create_sweep(root: Path, name: str, spec: dict[str, Any] | None = None) -> optuna.Study:
     folder = sweep_folder(name, root)
     folder.mkdir(parents=True, exist_ok=True)
-    spec = {"name": name, "metric": "eval/accuracy", **(spec or {})}
+    # What a launch validates (SweepSpec): a hand-made sweep whose grid is not its trials' is read without a plan.
+    spec = {"name": name, "metric": "eval/accuracy", "objectives": ["grpo"], "seeds": [0], **(spec or {})}
     write_json_atomic(folder / META, {"name": name, "storage": JOURNAL, "spec": spec, "spec_hash": "test"})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(study_name=name, storage=make_storage(folder, None), direction="maximize")

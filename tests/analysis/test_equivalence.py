@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
+from workbench import verdicts
 from workbench.analysis import stats, text
 from workbench.analysis.compare import Comparison, choose_baseline, compare_arms
 from workbench.config import ConfigError
@@ -70,17 +71,32 @@ def test_tost_says_matches_at_most_5_percent_of_the_time_when_the_true_differenc
     seed_effect = rng.normal(0, 0.03, (experiments, n))  # shared by both arms when paired
     x = 0.3 + margin + (seed_effect if paired else rng.normal(0, 0.03, (experiments, n))) + rng.normal(0, sd, (experiments, n))
     y = 0.3 + seed_effect + rng.normal(0, sd, (experiments, n))
-    rate = float(np.mean(stats.tost_p(x, y, margin, paired) < 0.05))
-    assert stats.tost(x[0], y[0], margin, paired) == pytest.approx(stats.tost_p(x[:1], y[:1], margin, paired)[0])
+    p = closed_form_tost(x, y, margin, paired)
+    rate = float(np.mean(p < 0.05))
+    assert [stats.tost(a, b, margin, paired) for a, b in zip(x[:50], y[:50])] == pytest.approx(p[:50])
     # The size of TOST at the margin is at most α; allow the simulation's own error (2 SE of 20,000 draws at 5%).
     assert rate <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / experiments), rate
     if paired and sd == 0.01 and n == 10:
         assert rate > 0.03  # the test is not vacuous: near the bound when the spread is small against the margin
 
 
+def closed_form_tost(x, y, margin, paired):
+    """TOST's p over the last axis by the textbook formulas (vectorised: the simulation's 20,000 experiments at once)."""
+    if paired:
+        d = x - y
+        se, df, gap = d.std(axis=-1, ddof=1) / math.sqrt(d.shape[-1]), d.shape[-1] - 1, d.mean(axis=-1)
+    else:
+        vx, vy = x.var(axis=-1, ddof=1) / x.shape[-1], y.var(axis=-1, ddof=1) / y.shape[-1]
+        se = np.sqrt(vx + vy)
+        df = (vx + vy) ** 2 / (vx**2 / (x.shape[-1] - 1) + vy**2 / (y.shape[-1] - 1))
+        gap = x.mean(axis=-1) - y.mean(axis=-1)
+    return np.maximum(scipy_stats.t.sf((gap + margin) / se, df), scipy_stats.t.cdf((gap - margin) / se, df))
+
+
 def _comparison(scores, seeds=None, margin=0.02):
+    every = tuple(sorted({s for arm_seeds in (seeds or {}).values() for s in arm_seeds})) or tuple(range(10))
     arms, lead, base = compare_arms(scores, {a: a.split()[0] for a in scores}, "grpo", np.random.default_rng(0),
-                                    reps=200, margin=margin, seeds=seeds)
+                                    reps=200, plan=verdicts.Plan(every, (len(every),), margin=margin), seeds=seeds)
     return Comparison(base, arms, lead, {}, pd.DataFrame(), margin=margin, baseline_source="--baseline")
 
 
@@ -93,21 +109,24 @@ def test_verdict_words_on_hand_made_cases():
               "up": 0.35 + seed_effect + rng.normal(0, 0.003, 10),
               "down": 0.25 + seed_effect + rng.normal(0, 0.003, 10)}
     c = _comparison(scores, seeds)
-    verdicts = {a.arm: a.verdict for a in c.arms if a.arm != "grpo"}
-    assert verdicts == {"same": "matches", "up": "better", "down": "worse"}
-    assert all(c.result(a).test.method == "paired t" for a in verdicts)
+    words = {a.arm: a.verdict for a in c.arms if a.arm != "grpo"}
+    assert words == {"same": "matches", "up": "better", "down": "worse"}
+    assert all(c.result(a).test.method == "paired t" for a in words)
     # Two seeds with seed-to-seed noise: the means are close but nothing can be shown either way.
     tiny = _comparison({"grpo": np.array([0.30, 0.33]), "same": np.array([0.31, 0.30])},
                        {"grpo": (0, 1), "same": (0, 1)})
     assert tiny.result("same").verdict == "not resolved"
-    # Arms that ran different seeds are compared by Welch.
-    welch = _comparison({"grpo": scores["grpo"], "same": scores["same"][:8]},
+    # An arm that ran fewer seeds (a failed run) is paired on the seeds both ran; arms sharing none, by Welch.
+    fewer = _comparison({"grpo": scores["grpo"], "same": scores["same"][:8]},
                         {"grpo": tuple(range(10)), "same": tuple(range(8))})
-    assert welch.result("same").test.method == "Welch"
+    assert fewer.result("same").test.method == "paired t" and fewer.result("same").compared == 8
+    apart = _comparison({"grpo": scores["grpo"][:5], "same": scores["same"][5:]},
+                        {"grpo": tuple(range(5)), "same": tuple(range(5, 10))})
+    assert apart.result("same").test.method == "Welch" and apart.result("same").verdict == "not resolved"
     sentence = text.headline(SimpleNamespace(metric="eval/p_correct"), c)
     assert "same **matches**" in sentence and "up **better**" in sentence and "down **worse**" in sentence
     bold = {w for w in sentence.split("**")[1::2] if w != "grpo"}
-    assert bold <= set(stats.VERDICTS)
+    assert bold <= set(verdicts.VERDICTS)
 
 
 def test_planning_figures():
@@ -127,7 +146,7 @@ def _sweep(arms, spec_baseline=None, space=None):
     trials = pd.DataFrame([{"objective": o, "arm": a, "delta": d, **(extra[0] if extra else {})}
                            for o, a, d, *extra in arms])
     return SimpleNamespace(name="s", trials=trials, params=list(trials.columns),
-                           meta={"spec": {"baseline": spec_baseline, "space": space}})
+                           spec=SimpleNamespace(baseline=spec_baseline, space=space or {}))
 
 
 def test_the_baseline_is_named_never_picked():

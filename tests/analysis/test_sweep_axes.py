@@ -34,7 +34,7 @@ def built(tmp_path_factory):
                             skill=lambda o, p, f: 0.5 + 0.1 * (o == "drpo") - 0.05 * (p.get("delta", 0) > 1),
                             # A search (history and importances are drawn for tpe, gp, random only), two grpo arms:
                             # the baseline is named by its setting.
-                            spec={"sampler": "tpe", "baseline": "grpo rollout_precision=bf16"})
+                            spec={"sampler": "tpe", "budget": {"trials": 8}, "baseline": "grpo rollout_precision=bf16"})
     config = RunConfig.parse({"objective": "drpo", "seed": 0}).model_dump(mode="json")
     write_synthetic_run(run_dir(root, study, 0), config, 0.4, rng, 12, status="pruned", flags=("zero_shift",))
     add_trial(root, study, "drpo", [0], DISTRIBUTIONS, {"delta": 0.5, "advantage_weight": "abs"},

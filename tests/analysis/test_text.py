@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.analysis import stats, text
+from workbench import verdicts
+from workbench.analysis import text
 from workbench.analysis.compare import Comparison, compare_arms
 
 SWEEP = SimpleNamespace(metric="eval/accuracy")  # all the headline reads of a sweep
@@ -40,12 +41,13 @@ def test_the_summary_never_contradicts_its_test():
         other = next(a for a in c.arms if a.arm != "grpo")
         sentence = text.headline(SWEEP, c)
         words = [w for w in sentence.split("**")[1::2] if w not in ("grpo", "drpo")]
-        assert words == [other.verdict] and other.verdict in stats.VERDICTS, sentence
-        if other.verdict in ("better", "worse"):
-            assert other.test is not None and other.test.p < 0.05 and other.difference.excludes(0), sentence
-            assert (other.difference.value > 0) == (other.verdict == "better")
-        if other.verdict == "matches":
-            assert other.tost_p < 0.05
+        assert words == [other.verdict] and other.verdict in verdicts.VERDICTS, sentence
+        # One comparison, one look: the adjusted p is the test's own, so the verdict and the interval agree.
+        if other.verdict.split(",")[0] in ("better", "worse"):
+            assert other.test is not None and other.p_adjusted < 0.05 and other.difference.excludes(0), sentence
+            assert (other.difference.value > 0) == other.verdict.startswith("better")
+        if other.verdict in ("matches", "better, within margin", "worse, within margin"):
+            assert other.tost_p_adjusted < 0.05
         if other.verdict == "not resolved":
             assert other.test is None or (other.test.p >= 0.05 and not other.difference.excludes(0))
             assert other.tost_p is None or other.tost_p >= 0.05

@@ -7,13 +7,16 @@ Generator, seeded by the caller, is consumed in a fixed order so two builds agre
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .. import verdicts
 from ..config import ConfigError
+from ..sweeps.looks import verdict_plan
+from ..sweeps.plan import IMPLICIT_FAMILY, plan as declared_comparisons
 from . import stats
 from .load import SYMBOLS, Sweep, format_setting, hashable, seed_scores
 
@@ -30,13 +33,20 @@ class ArmResult:
     # Against the baseline arm (None for the baseline itself, or when there is no baseline).
     difference: stats.Estimate | None = None  # the test's 95% interval: it excludes 0 exactly when test.p < 0.05
     improvement: stats.Estimate | None = None
-    test: stats.Difference | None = None  # paired t when both arms ran the same seeds, else Welch
-    tost_p: float | None = None  # equivalence within ± the margin (p < 0.05: "matches")
-    verdict: str | None = None  # better / worse / matches / not resolved
+    test: stats.Difference | None = None  # paired t on the seeds both ran (Welch only when they share fewer than 2)
+    tost_p: float | None = None  # equivalence within ± the margin, unadjusted
+    verdict: str | None = None  # one of verdicts.VERDICTS, from the adjusted p-values
     mde: float | None = None  # planning: smallest difference these seeds detect with 80 % power
     seeds_for_margin: float | None = None  # planning: seeds per arm for TOST to show "matches" at a true 0
     baseline: str | None = None  # the arm it was compared with (its own setting's, for a per-setting baseline)
     setting: str = ""  # the sweep's space: fields that set its setting apart ('' when the sweep has one setting)
+    family: str | None = None  # the family its p-values were adjusted in
+    p_adjusted: float | None = None  # the difference's p across looks (repeated p) and adjusted within the family
+    tost_p_adjusted: float | None = None
+    look: int | None = None  # the look its verdict comes from (1-based)
+    compared: int | None = None  # the paired seeds the verdict was tested on
+    margin: float | None = None  # the equivalence margin it was tested against (absolute)
+    stop: str | None = None  # verdicts.STOPS: why it got no more seeds
 
 
 @dataclass
@@ -47,8 +57,10 @@ class Comparison:
     fits: dict[str, stats.EntropyFit | None]
     flagged: pd.DataFrame
     notes: list[str] = field(default_factory=list)
-    margin: float = stats.MARGIN
+    margin: float = verdicts.MARGIN  # absolute, or the fraction of the baseline's mean when ``plan.relative_margin``
     baseline_source: str = ""  # how the baseline was named: "--baseline", "the sweep file", "the default"
+    plan: verdicts.Plan = field(default_factory=lambda: verdicts.Plan((), (0,)))
+    declared: bool = False  # families and looks from the sweep file (sweeps.plan); else one family, one look
 
     def result(self, arm: str) -> ArmResult:
         return next(a for a in self.arms if a.arm == arm)
@@ -69,7 +81,7 @@ def choose_baseline(sweep: Sweep, baseline: str | None) -> tuple[tuple[str, ...]
     error listing the arms."""
     source = "--baseline"
     if baseline is None:
-        baseline, source = (sweep.meta.get("spec") or {}).get("baseline"), "the sweep file's baseline:"
+        baseline, source = sweep.spec.baseline, "the sweep file's baseline:"
     trials = sweep.trials.dropna(subset=["objective"])
     arms = sorted(trials["arm"].unique())
     if baseline is None:
@@ -103,8 +115,7 @@ def choose_baseline(sweep: Sweep, baseline: str | None) -> tuple[tuple[str, ...]
 
 def setting_keys(sweep: Sweep) -> list[str]:
     """The sweep file's ``space:`` fields (RunConfig fields searched for every objective): they set the settings."""
-    space = (sweep.meta.get("spec") or {}).get("space") or {}
-    return [k for k in sweep.params if k in space and k in sweep.trials]  # the order the trials set them
+    return [k for k in sweep.params if k in sweep.spec.space and k in sweep.trials]  # the order the trials set them
 
 
 def _one_per_setting(sweep: Sweep, rows: pd.DataFrame, bare: bool) -> tuple[str, ...]:
@@ -128,37 +139,81 @@ def _same(value: object, text: str) -> bool:
 
 def compare(sweep: Sweep, baselines: tuple[str, ...], rng: np.random.Generator, reps: int = stats.REPS,
             margin: float | None = None, baseline_source: str = "") -> Comparison:
-    """``baselines`` is what :func:`choose_baseline` names; ``margin`` defaults to the sweep file's
-    ``equivalence_margin`` (else stats.MARGIN)."""
+    """``baselines`` is what :func:`choose_baseline` names. When the sweep file names the baseline, its declared
+    comparisons, families and looks decide (sweeps.plan, workbench.verdicts); a ``--baseline`` of the reader's
+    own choosing makes one family tested at one look. ``margin`` overrides the sweep file's equivalence_margin."""
     finished = sweep.finished
-    margin = margin if margin is not None else float((sweep.meta.get("spec") or {}).get("equivalence_margin")
-                                                     or stats.MARGIN)
     objective_of = finished.drop_duplicates("arm").set_index("arm")["objective"].to_dict()
     seeds = {arm: tuple(int(s) for s in group.sort_values("seed")["seed"]) for arm, group in finished.groupby("arm")}
     keys = setting_keys(sweep) if len(baselines) > 1 else []
     setting_of = {t.arm: ", ".join(f"{k}={format_setting(getattr(t, k))}" for k in keys)
                   for t in sweep.trials.dropna(subset=["objective"]).drop_duplicates("arm").itertuples(index=False)}
-    arms, lead_arms, found = compare_arms(seed_scores(finished), objective_of, baselines, rng, reps, margin=margin,
-                                          seeds=seeds, setting_of=setting_of)
+    declared = None if baseline_source == "--baseline" else _declared(sweep)
+    if declared is not None:
+        plan = verdict_plan(sweep.spec)
+    else:
+        every = tuple(sorted({s for arm_seeds in seeds.values() for s in arm_seeds}))
+        plan = verdicts.Plan(every, (len(every),), multiplicity=sweep.spec.multiplicity,
+                             **_margin(sweep.spec.equivalence_margin))
+    if margin is not None:
+        plan = replace(plan, margin=margin, relative_margin=False)
+    arms, lead_arms, found = compare_arms(seed_scores(finished), objective_of, baselines, rng, reps, plan=plan,
+                                          seeds=seeds, setting_of=setting_of, declared=declared,
+                                          complete=_complete_looks(sweep))
     fits = {objective: _entropy_fit(sweep, arm) for objective, arm in sorted(lead_arms.items())}
-    return Comparison(found, arms, lead_arms, fits, flagged_runs(sweep), _notes(sweep, found), margin,
-                      baseline_source)
+    return Comparison(found, arms, lead_arms, fits, flagged_runs(sweep), _notes(sweep, found), plan.margin,
+                      baseline_source, plan, declared is not None)
+
+
+def _margin(margin: Any) -> dict[str, Any]:
+    relative = getattr(margin, "relative", None)
+    return {"margin": relative, "relative_margin": True} if relative is not None else {"margin": float(margin)}
+
+
+def _declared(sweep: Sweep) -> dict[str, tuple[str, str]] | None:
+    """arm → (its baseline arm, its family) as the sweep file declares them (sweeps.plan), for the arms that ran;
+    None when the file declares none, or its grid is not the trials' (a sweep not written by the launcher)."""
+    planned = declared_comparisons(sweep.spec)
+    if planned is None or "point" not in sweep.trials:
+        return None
+    label = sweep.trials.dropna(subset=["objective"]).drop_duplicates("point").set_index("point")["arm"].to_dict()
+    if not set(label) <= {key for p in planned for key in (p.arm, p.baseline)}:
+        return None
+    return {label[p.arm]: (label[p.baseline], p.family) for p in planned if p.arm in label and p.baseline in label}
+
+
+def _complete_looks(sweep: Sweep) -> int | None:
+    """The looks whose trials have all ended (None: all of them, the sweep is not running)."""
+    if not sweep.still_running:
+        return None
+    open_looks = sweep.trials.loc[sweep.trials["state"].isin(("RUNNING", "WAITING")), "look"]
+    return int(open_looks.min()) - 1 if len(open_looks) else None
 
 
 def compare_arms(scores: dict[str, np.ndarray], objective_of: dict[str, str], baselines: str | tuple[str, ...],
-                 rng: np.random.Generator, reps: int = stats.REPS, margin: float = stats.MARGIN,
-                 seeds: dict[str, tuple[int, ...]] | None = None, setting_of: dict[str, str] | None = None
+                 rng: np.random.Generator, reps: int = stats.REPS, plan: verdicts.Plan | None = None,
+                 seeds: dict[str, tuple[int, ...]] | None = None, setting_of: dict[str, str] | None = None,
+                 declared: dict[str, tuple[str, str]] | None = None, complete: int | None = None
                  ) -> tuple[list[ArmResult], dict[str, str], tuple[str, ...]]:
-    """Per arm its estimates and, against its baseline arm, the difference (paired by seed when ``seeds`` shows
-    both ran the same ones, else Welch), TOST against ±``margin``, the verdict, P(beats baseline) and the planning
-    figures; per setting, best mean first. Returns (arms, the arm each objective's curves show, baseline arms).
+    """Per arm its estimates and, against its baseline arm, the paired difference on the seeds both ran, TOST
+    against ± the margin, the verdict (workbench.verdicts.decide: across the plan's looks, adjusted within the
+    family), P(beats baseline) and the planning figures; per setting, best mean first. Returns (arms, the arm each
+    objective's curves show, baseline arms).
 
     ``baselines`` is an arm, an objective that has exactly one arm (else no arm is the baseline), or one arm per
-    setting (``setting_of``: arm → its setting): then each arm is compared with its own setting's."""
-    seeds, setting_of = seeds or {}, setting_of or {}
+    setting (``setting_of``: arm → its setting): then each arm is compared with its own setting's. ``declared``
+    (arm → (baseline, family)) overrides both; without it every comparison is in one family. ``seeds``: arm → the
+    seeds of its scores, in order (default: 0, 1, …)."""
+    seeds = seeds or {a: tuple(range(len(v))) for a, v in scores.items()}
+    setting_of = setting_of or {}
+    if plan is None:
+        every = tuple(sorted({s for arm_seeds in seeds.values() for s in arm_seeds}))
+        plan = verdicts.Plan(every, (len(every),))
     if isinstance(baselines, str):
         named = (baselines,) if baselines in scores else tuple(a for a in sorted(scores) if objective_of[a] == baselines)
         baselines = named if len(named) == 1 else ()
+    if declared is not None:
+        baselines = tuple(sorted({b for b, _ in declared.values()} | set(baselines)))
     baselines = tuple(b for b in baselines if b in scores)
     base_of = {setting_of.get(b, ""): b for b in baselines}
     # Settings in the order the sweep ran them (setting_of follows the trials: the sweep file's order of values).
@@ -172,21 +227,50 @@ def compare_arms(scores: dict[str, np.ndarray], objective_of: dict[str, str], ba
     lead_arms: dict[str, str] = {objective_of[baselines[0]]: baselines[0]} if baselines else {}
     for result in arms:
         lead_arms.setdefault(result.objective, result.arm)
+    pairs = []
     for result in arms:  # already in a fixed order
-        baseline = base_of.get(result.setting) if len(baselines) > 1 else (baselines or (None,))[0]
-        if baseline is None or result.arm == baseline:
+        if declared is not None:
+            baseline, family = declared.get(result.arm, (None, None))
+        else:
+            baseline = base_of.get(result.setting) if len(baselines) > 1 else (baselines or (None,))[0]
+            family = IMPLICIT_FAMILY
+        if baseline is None or result.arm == baseline or baseline not in scores:
             continue
         x, base = scores[result.arm], scores[baseline]
-        paired = bool(result.seeds) and result.seeds == seeds.get(baseline) and len(result.seeds) >= 2
-        result.baseline = baseline
-        result.test = stats.difference_test(x, base, paired)
-        result.difference = result.test.difference if result.test else stats.difference(x, base)
+        result.baseline, result.family = baseline, family
         result.improvement = stats.improvement_interval(x, base)
-        result.tost_p = stats.tost(x, base, margin, paired)
-        result.verdict = stats.verdict(result.test, result.tost_p)
-        result.mde = stats.minimum_detectable_effect(x, base, paired)
-        result.seeds_for_margin = stats.seeds_for_margin(x, base, margin, paired)
+        by_seed = dict(zip(seeds[result.arm], x)), dict(zip(seeds[baseline], base))
+        if len(set(by_seed[0]) & set(by_seed[1])) >= 2:
+            pairs.append(verdicts.Pair(result.arm, family, *by_seed))
+        else:  # fewer than two shared seeds: nothing to pair, Welch's interval alone and no verdict
+            result.test = stats.difference_test(x, base, paired=False)
+            result.difference = result.test.difference if result.test else stats.difference(x, base)
+            result.verdict = "not resolved"
+    decisions = verdicts.decide(pairs, plan, complete)
+    for result in arms:
+        d = decisions.get(result.arm)
+        if d is not None:
+            _fill(result, d, scores, seeds, plan)
     return arms, lead_arms, baselines
+
+
+def _fill(result: ArmResult, d: verdicts.Decision, scores: dict[str, np.ndarray], seeds: dict[str, tuple[int, ...]],
+          plan: verdicts.Plan) -> None:
+    """The arm's comparison as decided: its verdict and adjusted p-values, and the test and planning figures on the
+    seeds the verdict was tested on."""
+    x = dict(zip(seeds[result.arm], scores[result.arm]))
+    y = dict(zip(seeds[result.baseline], scores[result.baseline]))
+    used = d.seeds or tuple(s for s in plan.seeds if s in x and s in y)
+    xs, ys = np.array([x[s] for s in used]), np.array([y[s] for s in used])
+    result.family, result.verdict, result.look, result.compared, result.stop = d.family, d.verdict, d.look, d.n, d.stop
+    result.p_adjusted, result.tost_p_adjusted = d.p_adjusted, d.tost_adjusted
+    result.test = stats.difference_test(xs, ys, paired=True)
+    result.difference = result.test.difference if result.test else stats.difference(xs, ys)
+    result.margin = d.test.margin if d.test else (plan.margin * abs(float(ys.mean())) if plan.relative_margin
+                                                  else plan.margin)
+    result.tost_p = d.test.tost_p if d.test else None
+    result.mde = stats.minimum_detectable_effect(xs, ys, paired=True)
+    result.seeds_for_margin = stats.seeds_for_margin(xs, ys, result.margin, True) if result.margin > 0 else None
 
 
 def _entropy_fit(sweep: Sweep, arm: str) -> stats.EntropyFit | None:

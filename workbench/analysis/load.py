@@ -16,11 +16,15 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+from pydantic import ValidationError
 
+from ..config import ConfigError, format_validation_error
+from ..sweeps.looks import LOOK, is_gate
+from ..sweeps.plan import point_key
+from ..sweeps.spec import SweepSpec
 from ..sweeps.store import host_name, open_study, read_meta, sweep_folder
 from ..tracking import STATUS_FINISHED, RunRecord, load_run
 
-DEFAULT_METRIC = "eval/accuracy"
 SYMBOLS = {"delta": "δ", "epsilon": "ε", "epsilon_low": "ε_lo", "epsilon_high": "ε_hi", "beta": "β"}
 RUN_KEYS = ("objective", "arm", "trial", "seed", "run")
 
@@ -30,6 +34,7 @@ class Sweep:
     name: str
     folder: Path
     meta: dict[str, Any]
+    spec: SweepSpec  # the sweep file as validated at launch (sweep.json)
     metric: str
     study: optuna.Study
     params: list[str]  # parameter columns, in the order they first appear
@@ -54,8 +59,12 @@ def load_sweep(name: str, root: str | Path | None = None, storage: str | None = 
     meta = read_meta(name, root)
     folder = sweep_folder(name, root)
     study = open_study(name, root, storage)
-    metric = (meta.get("spec") or {}).get("metric") or DEFAULT_METRIC
-    trials = study.get_trials(deepcopy=False)
+    try:
+        spec = SweepSpec.model_validate(meta.get("spec"))
+    except ValidationError as err:
+        raise ConfigError(f"{folder / 'sweep.json'}: spec: {format_validation_error(err)}") from None
+    metric = spec.metric
+    trials = [t for t in study.get_trials(deepcopy=False) if not is_gate(t)]  # a look's gate has no runs
     # A FAIL trial that another trial re-ran was interrupted (its process died), not a failed configuration.
     retried = {t.user_attrs.get("retry_of") for t in trials} - {None}
     trials = [t for t in trials if not (t.state == optuna.trial.TrialState.FAIL and t.number in retried)]
@@ -63,12 +72,13 @@ def load_sweep(name: str, root: str | Path | None = None, storage: str | None = 
     params = _parameter_columns(trials, settings)
     varying = [p for p in params if len({hashable(s.get(p)) for s in settings}) > 1]
 
-    base_correction = ((meta.get("spec") or {}).get("base") or {}).get("correction")
+    base_correction = spec.base.get("correction")
     trial_rows, run_rows, step_rows, hist_rows = [], [], [], []
     for trial, setting in zip(trials, settings):
         objective = trial.user_attrs.get("objective", "?")
         arm = arm_label(objective, setting, varying, setting.get("correction", base_correction))
-        base = {"objective": objective, "arm": arm, "trial": trial.number, **setting}
+        base = {"objective": objective, "arm": arm, "trial": trial.number, "point": point_key(trial.params),
+                "look": trial.user_attrs.get(LOOK, 1), **setting}
         trial_rows.append({**base, "state": trial.state.name, "value": trial.value,
                            "failure": trial.user_attrs.get("failure"), "seeds": len(trial.user_attrs.get("seeds", []))})
         for seed, path in _run_dirs(folder, trial):
@@ -81,7 +91,7 @@ def load_sweep(name: str, root: str | Path | None = None, storage: str | None = 
             run_rows.append({**run, **facts, "flags": facts["flags"] + _damage(record)})
             step_rows.extend({**run, "status": record.summary.get("status"), **row} for row in record.scalars)
             hist_rows.extend({**run, **h} for h in record.histograms)
-    return Sweep(name, folder, meta, metric, study, params, _frame(trial_rows, ["trial", "state"]),
+    return Sweep(name, folder, meta, spec, metric, study, params, _frame(trial_rows, ["trial", "state"]),
                  _frame(run_rows, [*RUN_KEYS, "status", "final"]), _frame(step_rows, [*RUN_KEYS, "step"]),
                  _frame(hist_rows, [*RUN_KEYS, "step", "name", "edges", "counts"]))
 
@@ -269,7 +279,9 @@ def _run_facts(record: RunRecord, metric: str) -> dict[str, Any]:
         "flags": list(summary.get("flags") or []),
         "failure": summary.get("failure"),
         "final": float(final) if final is not None and summary.get("status") == STATUS_FINISHED else np.nan,
-        "base": (summary.get("base_eval") or {}).get(metric, np.nan),
+        "base": (base := (summary.get("base_eval") or {}).get(metric, np.nan)),
+        # Stability: below its own untrained policy's metric at the end (nan base: not measured, not flagged).
+        "failed_to_learn": final is not None and base == base and float(final) < float(base),
         "last_step": int(last.get("step", 0)),
         "wall_time": summary.get("wall_time", last.get("wall_time", np.nan)),
         "updates_per_batch": updates_per_batch(record.config),

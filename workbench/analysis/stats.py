@@ -1,26 +1,26 @@
-"""Statistics over seeds: aggregates, intervals that stay honest with few seeds, a test, a power estimate.
+"""Statistics over seeds: aggregates and intervals that stay honest with few seeds, and planning figures.
 
 Scores are ``array[num_seeds, num_tasks]`` (a 1-D array is one task), rliable's shape; the seed is the
-unit of every interval (a seed's mean over tasks), never the steps of one run. Why each method:
+unit of every interval (a seed's mean over tasks), never the steps of one run. The tests and verdicts of
+a comparison (paired t, TOST, looks, families) are workbench.verdicts'; here is what a report describes
+an arm and a difference with. Why each method:
 
-- **Mean of an arm, difference of two arms: t-based.** Student's t interval for a mean and Welch's
-  unequal-variance interval for a difference (``scipy.stats.ttest_1samp`` / ``ttest_ind``). Seed
-  scores of one configuration are close to normal, and for normal data these intervals are exact at
-  any n (they widen with t's heavy tails at 2–4 seeds), where a percentile bootstrap over 3 seeds
-  covers about 75 %. Welch's interval is approximate: simulated, it covers 94–97 % at 3 seeds
-  per arm (erring wide when the spreads are equal) and 95 % from 10. The difference interval and
-  the Welch p-value come from the same scipy result, so "the interval excludes 0" and "p < 0.05"
-  can never disagree.
+- **Mean of an arm: Student's t interval** (``scipy.stats.ttest_1samp``). Seed scores of one configuration
+  are close to normal, and for normal data the interval is exact at any n (it widens with t's heavy tails
+  at 2–4 seeds), where a percentile bootstrap over 3 seeds covers about 75 %.
+- **A difference of arms that share no seeds: Welch's interval** (``scipy.stats.ttest_ind``), shown without
+  a verdict; arms that share seeds are compared paired (workbench.verdicts.paired_test).
 - **P(beats baseline): Newcombe's score interval** for the Mann–Whitney probability P(X > Y)
-  (Newcombe 2006, Stat. Med. 25:559, method 5; scipy has none). It inverts the Hanley–McNeil
-  variance the way Wilson's interval inverts a proportion's, so it stays wide when every seed of
-  one arm beats every seed of the other (a bootstrap collapses to [1, 1] there). Simulated
+  (Newcombe 2006, Stat. Med. 25:559, method 5; no maintained library has it). It inverts the
+  Hanley–McNeil variance the way Wilson's interval inverts a proportion's, so it stays wide when every
+  seed of one arm beats every seed of the other (a bootstrap collapses to [1, 1] there). Simulated
   coverage (tests/analysis/test_stats.py): 90–97 % at 3 seeds per arm, 94–97 % from 5.
 - **IQM: BCa bootstrap** (``scipy.stats.bootstrap``), only from ``IQM_MIN_SEEDS`` seeds: a trimmed
   mean has no t interval, and a bootstrap cannot see the tails of fewer seeds (86 % simulated
   coverage at 5 seeds, ~94 % at 10). Below that the IQM is given without an interval.
-- **Seeds needed:** the seeds per arm at which a two-sided Welch test at α = 0.05 would detect the
-  observed difference with 80 % power, taking the observed means and variances as true (noncentral t).
+- **Planning: the minimum detectable effect** of a paired test (``statsmodels``' ``TTestPower``; Welch's
+  by our own noncentral-t root search, which statsmodels' equal-variance power does not cover) and the
+  seeds TOST needs for the margin (Chow et al.'s approximation; no maintained library plans TOST).
 
 An interval that would be a point (one seed, or seeds that agree exactly) is not given: the
 :class:`Estimate` says why instead. (Agarwal et al., "Deep RL at the Edge of the Statistical
@@ -39,11 +39,13 @@ import numpy as np
 from scipy import stats as scipy_stats
 from scipy.optimize import brentq
 
+from ..verdicts import ALPHA, paired_test
+
 LEVEL = 0.95
 REPS = 2000  # bootstrap resamples (IQM only)
 IQM_MIN_SEEDS = 10
-POWER, ALPHA = 0.8, 0.05
-MAX_SEEDS = 10_000  # seeds_needed gives up beyond this
+POWER = 0.8
+MAX_SEEDS = 10_000  # seeds_for_margin gives up beyond this
 
 
 def as_scores(scores: np.ndarray | list[float], name: str = "scores") -> np.ndarray:
@@ -231,32 +233,6 @@ def improvement_interval(x: np.ndarray, y: np.ndarray, level: float = LEVEL) -> 
     return Estimate(theta, float(low), float(high), min(len(x), len(y)))
 
 
-def seeds_needed(x: np.ndarray, y: np.ndarray, power: float = POWER, alpha: float = ALPHA) -> float | None:
-    """Seeds per arm for a two-sided Welch test at ``alpha`` to detect the observed difference with
-    ``power``, the observed means and variances taken as true; inf beyond MAX_SEEDS, None where there is
-    no difference or no variance to plan with."""
-    x, y = per_seed(x, "x"), per_seed(y, "y")
-    if _no_spread(x, y) or x.mean() == y.mean():
-        return None
-    vx, vy, gap = x.var(ddof=1), y.var(ddof=1), abs(x.mean() - y.mean())
-
-    def achieved(n: int) -> float:
-        df = (n - 1) * (vx + vy) ** 2 / (vx**2 + vy**2)  # Welch–Satterthwaite with n seeds a side
-        shift, crit = gap / math.sqrt((vx + vy) / n), scipy_stats.t.ppf(1 - alpha / 2, df)
-        power = scipy_stats.nct.sf(crit, df, shift) + scipy_stats.nct.cdf(-crit, df, shift)
-        if not np.isfinite(power):  # scipy's nct fails far in the tail, where t is normal anyway
-            power = scipy_stats.norm.sf(crit - shift) + scipy_stats.norm.cdf(-crit - shift)
-        return float(power)
-
-    if achieved(MAX_SEEDS) < power:
-        return math.inf
-    low, high = 1, MAX_SEEDS  # achieved(low) < power <= achieved(high); power grows with n
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if achieved(middle) >= power else (middle, high)
-    return float(high)
-
-
 def mean_band(curves: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Mean curve over seeds and its pointwise t interval from ``array[num_seeds, num_steps]`` (no band
     from one seed); where all seeds agree the band is zero-wide."""
@@ -306,9 +282,7 @@ def entropy_fit(entropy: np.ndarray, performance: np.ndarray) -> EntropyFit | No
 
 # ---- paired comparisons, equivalence, what n can show (DESIGN.md, "Measuring a difference") -------------
 
-MARGIN = 0.02  # default equivalence margin, in units of the metric (a sweep file's equivalence_margin)
 WILCOXON_MIN_PAIRS = 6  # below this the signed-rank test cannot reach p < 0.05 (two-sided, exact: 2/2^5)
-VERDICTS = ("better", "worse", "matches", "not resolved")
 
 
 @dataclass(frozen=True)
@@ -324,62 +298,39 @@ class Difference:
 
 
 def difference_test(x: np.ndarray, y: np.ndarray, paired: bool, level: float = LEVEL) -> Difference | None:
-    """Paired t (``scipy.stats.ttest_rel``; with WILCOXON_MIN_PAIRS pairs or more also ``scipy.stats.wilcoxon``)
+    """Paired t (workbench.verdicts.paired_test; with WILCOXON_MIN_PAIRS pairs or more also ``scipy.stats.wilcoxon``)
     or Welch; None where no test applies (fewer than 2 seeds a side, or no spread to test against)."""
     x, y = per_seed(x, "x"), per_seed(y, "y")
     if not paired:
         welch = welch_test(x, y, level)
         return None if welch is None else Difference("Welch", welch.difference, welch.t, welch.p, welch.df)
-    if len(x) != len(y):
-        raise ValueError(f"a paired test needs the same seeds on both sides, got {len(x)} and {len(y)}")
-    d = x - y
-    if len(d) < 2 or np.ptp(d) == 0:  # one pair, or pairs that differ by the same amount: nothing to test with
+    test = paired_test(x, y, None, level)
+    if test is None:
         return None
-    with _constant_arms_allowed():
-        result = scipy_stats.ttest_rel(x, y)
-        ci = result.confidence_interval(level)
+    d = x - y
     wilcoxon = float(scipy_stats.wilcoxon(x, y).pvalue) if len(d) >= WILCOXON_MIN_PAIRS and np.any(d) else None
-    diff = Estimate(float(d.mean()), float(ci.low), float(ci.high), len(d))
-    return Difference("paired t", diff, float(result.statistic), float(result.pvalue), float(result.df), wilcoxon)
-
-
-def tost_p(x: np.ndarray, y: np.ndarray, margin: float, paired: bool) -> np.ndarray:
-    """TOST's p-value over the last axis (vectorised, so a simulation runs at once): the larger of the two one-sided
-    p-values of scipy's t-tests with ``alternative``, on the pairs' differences or by Welch."""
-    with _constant_arms_allowed():
-        if paired:
-            d = x - y
-            above = scipy_stats.ttest_1samp(d, -margin, axis=-1, alternative="greater").pvalue
-            below = scipy_stats.ttest_1samp(d, margin, axis=-1, alternative="less").pvalue
-        else:
-            above = scipy_stats.ttest_ind(x + margin, y, axis=-1, equal_var=False, alternative="greater").pvalue
-            below = scipy_stats.ttest_ind(x - margin, y, axis=-1, equal_var=False, alternative="less").pvalue
-    return np.maximum(above, below)
+    return Difference("paired t", Estimate(test.difference, test.low, test.high, test.n), test.t, test.p, test.df,
+                      wilcoxon)
 
 
 def tost(x: np.ndarray, y: np.ndarray, margin: float, paired: bool) -> float | None:
-    """Two one-sided tests of |mean(x) − mean(y)| < margin (Schuirmann): p < α says "matches" (equivalently,
-    the 1 − 2α interval lies inside ±margin); paired or Welch as :func:`difference_test`. None where no test
-    applies (fewer than 2 seeds a side, or no spread)."""
+    """Two one-sided tests of |mean(x) − mean(y)| < margin (Schuirmann): p < α says "matches" (equivalently, the
+    1 − 2α interval lies inside ±margin); paired (workbench.verdicts.paired_test) or Welch (``statsmodels``'
+    ``ttost_ind``). None where no test applies (fewer than 2 seeds a side, or no spread)."""
+    from statsmodels.stats.weightstats import ttost_ind
+
     x, y = per_seed(x, "x"), per_seed(y, "y")
     if margin <= 0:
         raise ValueError(f"equivalence margin must be positive, got {margin}")
     if paired:
-        if len(x) != len(y) or len(x) < 2 or np.ptp(x - y) == 0:
+        if len(x) != len(y):
             return None
-    elif _no_spread(x, y):
+        test = paired_test(x, y, margin)
+        return None if test is None else test.tost_p
+    if _no_spread(x, y):
         return None
-    return float(tost_p(x, y, margin, paired))
-
-
-def verdict(test: Difference | None, tost_p: float | None, alpha: float = ALPHA) -> str:
-    """One of VERDICTS: "matches" only when TOST shows equivalence; else "better"/"worse" when the difference's
-    interval excludes 0; else "not resolved" (including when no test applies)."""
-    if tost_p is not None and tost_p < alpha:
-        return "matches"
-    if test is not None and test.p < alpha:
-        return "better" if test.difference.value > 0 else "worse"
-    return "not resolved"
+    with _constant_arms_allowed():
+        return float(ttost_ind(x, y, -margin, margin, usevar="unequal")[0])
 
 
 def _spread(x: np.ndarray, y: np.ndarray, paired: bool) -> tuple[float, float] | None:
@@ -396,14 +347,19 @@ def _spread(x: np.ndarray, y: np.ndarray, paired: bool) -> tuple[float, float] |
 def minimum_detectable_effect(x: np.ndarray, y: np.ndarray, paired: bool, power: float = POWER,
                               alpha: float = ALPHA) -> float | None:
     """Planning figure: the smallest true difference a two-sided test at ``alpha`` on these seeds would detect
-    with ``power``, at the observed spread (noncentral t; scipy has the distribution but no t-test power solver,
-    hence the root search). None with fewer than 2 seeds a side or no spread."""
+    with ``power``, at the observed spread: paired, statsmodels' ``TTestPower`` times the SD of the differences;
+    Welch, a root search on the noncentral t (statsmodels' two-sample power assumes equal variances). None with
+    fewer than 2 seeds a side or no spread."""
     x, y = per_seed(x, "x"), per_seed(y, "y")
     n = min(len(x), len(y))
     spread = _spread(x, y, paired) if n >= 2 else None
     if spread is None:
         return None
     sd, df_per = spread
+    if paired:
+        from statsmodels.stats.power import TTestPower
+
+        return float(TTestPower().solve_power(nobs=n, alpha=alpha, power=power, alternative="two-sided")) * sd
     df = max((n - 1) * df_per, 1.0)
     se = sd / math.sqrt(n)
     crit = scipy_stats.t.ppf(1 - alpha / 2, df)

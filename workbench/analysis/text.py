@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .. import verdicts
 from . import regime, stats
 from .compare import ArmResult, Comparison
 from .document import Block, Bullets, Heading, Paragraph, Table
@@ -12,27 +13,72 @@ from ..config import RunConfig
 from ..tasks import describe_task
 
 RESULT_HEADERS = ("objective", "arm", "seeds", "mean [95% CI]", "IQM [95% CI]", "Δ vs baseline [95% CI]", "test",
-                  "p", "TOST p", "verdict", "MDE, 80% power (planning)", "seeds for the margin (planning)")
+                  "p", "TOST p", "family", "p adjusted", "TOST p adjusted", "verdict", "MDE, 80% power (planning)",
+                  "seeds for the margin (planning)")
+MULTIPLICITY_NAMES = {"holm": "Holm's step-down", "bh": "Benjamini–Hochberg's false discovery rate",
+                      "none": "no adjustment"}
 FEW_SEEDS = 5
 
 
-def methods(margin: float) -> str:
+def margin_phrase(comparison: Comparison) -> str:
+    """'±0.020' or '±10% of the baseline's mean'."""
+    plan = comparison.plan
+    return f"±{plan.margin:.0%} of the baseline's mean" if plan.relative_margin else f"±{_num(comparison.margin)}"
+
+
+def methods(comparison: Comparison) -> str:
+    plan = comparison.plan
+    looks = plan.sizes
+    sequential = (f"Seeds were added in looks at {', '.join(map(str, looks))} seeds per arm: after each, every "
+                  "declared comparison was tested, and only the arms still unresolved (and their baselines) got more. "
+                  f"The error rate is held across the looks by an {verdicts.BOUNDARY}: at look k of K the test must "
+                  "cross a bound that shrinks as √(n_K/n_k), so a verdict at an early look needs far stronger "
+                  "evidence; every p below is that look's repeated p-value. ") if len(looks) > 1 else ""
+    adjustment = MULTIPLICITY_NAMES[plan.multiplicity]
     return ("Intervals are 95% over seeds (a seed is the unit, never a step): Student's t for an arm's mean. The "
-            "difference from the baseline is paired by seed when both arms ran the same seeds (they share the seed's "
-            "first batches and evaluation prompts; paired t interval, and from "
-            f"{stats.WILCOXON_MIN_PAIRS} pairs Wilcoxon's signed-rank p beside it), else Welch's unequal-variance "
-            "interval; its p is the same scipy test, so an interval excludes 0 exactly when p < 0.05. "
-            f"Equivalence: two one-sided tests (TOST) against the margin ±{_num(margin)} of the metric, fixed in the "
-            "sweep file (equivalence_margin) before the runs. Verdicts, the only words the summary uses: **matches** "
-            "when TOST p < 0.05 (the 90% interval lies inside the margin); else **better** or **worse** when the "
-            "95% interval excludes 0; else **not resolved** (a difference that is not significant is not shown to be "
-            "absent). Planning figures, not findings: the minimum detectable effect (MDE) is the smallest true "
+            "difference from the baseline is paired by seed on the seeds both arms ran (they share the seed's first "
+            "batches and evaluation prompts; paired t, and from "
+            f"{stats.WILCOXON_MIN_PAIRS} pairs Wilcoxon's signed-rank p beside it); arms that share fewer than two "
+            "seeds get Welch's interval and no verdict. "
+            f"Equivalence: two one-sided tests (TOST) against the margin {margin_phrase(comparison)} of the metric, "
+            "fixed in the sweep file (equivalence_margin) before the runs. " + sequential +
+            f"Multiplicity: the p-values of the comparisons in one family (declared in the sweep file before the "
+            f"runs) are adjusted together by {adjustment}; the interval and the p beside it are unadjusted, the "
+            "verdict reads the adjusted values. Verdicts, the only words the summary uses: **better** or **worse** "
+            "when the adjusted difference p < 0.05; **matches** when the adjusted TOST p < 0.05; both at once is "
+            "**better, within margin** or **worse, within margin** (a real difference inside the margin); else "
+            "**not resolved** (a difference that is not significant is not shown to be absent). Planning figures, "
+            "not findings: the minimum detectable effect (MDE) is the smallest true "
             "difference a two-sided test at α = 0.05 on these seeds detects with 80% power at the observed spread; "
             "seeds for the margin is how many seeds per arm TOST would need to show \"matches\" with 80% power if "
-            "the true difference were 0. Newcombe's score interval for P(beats baseline) (results.csv); a BCa "
-            f"bootstrap for the IQM from {stats.IQM_MIN_SEEDS} seeds up only ({stats.REPS} resamples; with fewer "
-            "seeds it is too narrow, so the IQM is given alone). No interval is given from one seed or from seeds "
-            "that all scored the same.")
+            "the true difference were 0 (both unadjusted). Newcombe's score interval for P(beats baseline) "
+            f"(results.csv); a BCa bootstrap for the IQM from {stats.IQM_MIN_SEEDS} seeds up only ({stats.REPS} "
+            "resamples; with fewer seeds it is too narrow, so the IQM is given alone). No interval is given from one "
+            "seed or from seeds that all scored the same.")
+
+
+def error_control(comparison: Comparison) -> str:
+    """The report's first words on what its verdicts control: the families, the adjustment, the looks."""
+    plan = comparison.plan
+    families: dict[str, int] = {}
+    for a in comparison.arms:
+        if a.family is not None:
+            families[a.family] = families.get(a.family, 0) + 1
+    where = "declared in the sweep file" if comparison.declared else "one family (the sweep declares none)"
+    listed = ", ".join(f"{name} ({n} comparison{'s' * (n != 1)})" for name, n in families.items())
+    if plan.multiplicity == "none":
+        control = ("**No multiplicity adjustment** (multiplicity: none in the sweep file): each verdict is tested at "
+                   "α = 0.05 on its own, so across many comparisons some verdicts are expected to be wrong by chance")
+    else:
+        control = (f"Verdicts are adjusted for multiplicity within each family by {MULTIPLICITY_NAMES[plan.multiplicity]}"
+                   f" ({'family-wise error' if plan.multiplicity == 'holm' else 'false discovery rate'} ≤ 5% per family)")
+    looks = ""
+    if len(plan.sizes) > 1:
+        looks = (f"; seeds were added in looks at {', '.join(map(str, plan.sizes))} per arm until each comparison was "
+                 f"resolved, with an {verdicts.BOUNDARY} holding the error rate across looks")
+        caps = [f"{name} stops at {cap}" for name, cap in plan.family_max.items()]
+        looks += f" ({'; '.join(caps)})" if caps else ""
+    return f"{control}. Families, {where}: {listed or 'none'}{looks}."
 
 
 def _num(x: float, signed: bool = False) -> str:
@@ -56,6 +102,10 @@ def _with_ci(e: stats.Estimate | None, signed: bool = False) -> str:
 
 def _seeds(n: int) -> str:
     return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _p(p: float | None) -> str:
+    return "—" if p is None else f"{p:.3g}"
 
 
 def _needed(n: float | None) -> str:
@@ -82,7 +132,7 @@ def headline(sweep: Sweep, comparison: Comparison) -> str:
         base = comparison.result(arm)
         where = f"In the setting {base.setting}, against" if per_setting else "Against"
         opening = (f"{where} the baseline **{base.arm}** (mean {metric} {_num(base.mean.value)}, "
-                   f"{_ci_phrase(base.mean)}, {_seeds(base.mean.seeds)}{named}), margin ±{_num(comparison.margin)}: ")
+                   f"{_ci_phrase(base.mean)}, {_seeds(base.mean.seeds)}{named}), margin {margin_phrase(comparison)}: ")
         others = [a for a in arms if a.baseline == base.arm]
         parts.append(opening + ("; ".join(verdict_clause(a) for a in others) if others else
                                 "it is the only arm with finished runs, so there is nothing to compare it with") + ".")
@@ -90,17 +140,31 @@ def headline(sweep: Sweep, comparison: Comparison) -> str:
 
 
 def verdict_clause(a: ArmResult) -> str:
-    """'drpo **matches** (Δ −0.001, 95% CI [−0.012, 0.010], paired t p = 0.81; TOST p = 0.004)'."""
+    """'drpo **matches** (Δ −0.001, 95% CI [−0.012, 0.010], 10 paired seeds, paired t p = 0.81, adjusted 1; TOST
+    p = 0.004, adjusted 0.012)'."""
     if a.test is None:
         why = a.difference.why if a.difference is not None else "no test"
         return (f"{a.arm} **{a.verdict or 'not resolved'}** (mean {_num(a.mean.value)}, {_ci_phrase(a.mean)}; "
                 f"no test: {why})")
     t = a.test
     wilcoxon = f", Wilcoxon p = {t.wilcoxon_p:.3g}" if t.wilcoxon_p is not None else ""
+    adjusted = f", adjusted {a.p_adjusted:.3g}" if a.p_adjusted is not None else ""
     tost = f"TOST p = {a.tost_p:.3g}" if a.tost_p is not None else "no TOST"
+    tost += f", adjusted {a.tost_p_adjusted:.3g}" if a.tost_p is not None and a.tost_p_adjusted is not None else ""
     planning = f"; MDE {_num(a.mde)}" if a.mde is not None else ""
+    seeds = f"{t.difference.seeds} paired seeds, " if t.method == "paired t" else ""
+    stopped = f"; {_stop_phrase(a)}" if a.stop else ""
     return (f"{a.arm} **{a.verdict}** (Δ {_num(t.difference.value, signed=True)}, {_ci_phrase(t.difference)}, "
-            f"{t.method} p = {t.p:.3g}{wilcoxon}; {tost}{planning})")
+            f"{seeds}{t.method} p = {t.p:.3g}{wilcoxon}{adjusted}; {tost}{planning}{stopped})")
+
+
+def _stop_phrase(a: ArmResult) -> str:
+    """Why the comparison got no more seeds: at which look it was resolved, or that it reached the cap."""
+    if a.stop == "resolved":
+        return f"resolved at look {a.look}"
+    if a.stop == "max reached":
+        return f"not resolved at its last look ({a.compared} seeds)"
+    return f"still running (look {a.look})"
 
 
 def few_seeds_sentence(comparison: Comparison) -> str | None:
@@ -145,9 +209,13 @@ def summary(sweep: Sweep, comparison: Comparison) -> list[Block]:
              "best arm. "
              + task_sentence(sweep))
     optional = (few_seeds_sentence(comparison), regime.warning(regime.sweep_profile(sweep)))
-    items = [headline(sweep, comparison), *filter(None, optional), flagged_sentence(comparison, len(sweep.runs)),
-             *comparison.notes]
-    return [Heading("Summary"), Bullets(tuple(items)), Paragraph(scope), Paragraph(f"**Methods.** {methods(comparison.margin)}")]
+    collapsed, failed, runs = failure_counts(sweep)
+    stability_line = (f"Stability: {collapsed} of {runs} finished runs collapsed and {failed} failed to learn (ended "
+                      "below their own untrained policy's metric); per arm in the Stability table.")
+    items = [headline(sweep, comparison), *filter(None, optional), stability_line,
+             flagged_sentence(comparison, len(sweep.runs)), *comparison.notes]
+    return [Heading("Summary"), Paragraph(error_control(comparison)), Bullets(tuple(items)), Paragraph(scope),
+            Paragraph(f"**Methods.** {methods(comparison)}")]
 
 
 def tables(sweep: Sweep, comparison: Comparison) -> list[Block]:
@@ -155,6 +223,8 @@ def tables(sweep: Sweep, comparison: Comparison) -> list[Block]:
         return (a.objective, a.arm, str(a.mean.seeds), _with_ci(a.mean), _with_ci(a.iqm),
                 _with_ci(a.difference, signed=True), a.test.method if a.test else "—",
                 f"{a.test.p:.3g}" if a.test else "—", f"{a.tost_p:.3g}" if a.tost_p is not None else "—",
+                a.family or "—", _p(a.p_adjusted if a.test else None), _p(a.tost_p_adjusted if a.tost_p is not None
+                                                                         else None),
                 a.verdict or "—", _num(a.mde) if a.mde is not None else "—", _needed(a.seeds_for_margin))
 
     per_setting = len(comparison.baselines) > 1
@@ -162,12 +232,14 @@ def tables(sweep: Sweep, comparison: Comparison) -> list[Block]:
                 else comparison.baseline_arm or "none")
     blocks: list[Block] = [Heading("Results"), Paragraph(
         f"Final {sweep.metric} per arm over its finished seeds, highest mean first{' within each setting' * per_setting}"
-        f". Baseline: {baseline}; equivalence margin ±{_num(comparison.margin)}. Test: paired t when the arm ran the "
-        "baseline's seeds, else Welch (— where fewer than two seeds or no variance). Per-seed values: seeds.csv. "
-        "Methods: see the note under the summary.")]
+        f". Baseline: {baseline}; equivalence margin {margin_phrase(comparison)}. Test: paired t on the seeds the arm "
+        "and the baseline both ran, else Welch (— where fewer than two seeds or no variance); p and TOST p "
+        "unadjusted, their adjusted values (across looks and within the family) beside them, which the verdict "
+        "reads. Per-seed values: seeds.csv. Methods: see the note under the summary.")]
     for setting in dict.fromkeys(a.setting for a in comparison.arms):
         blocks += [Heading(f"Setting {setting}", 3)] if per_setting else []
         blocks.append(Table(RESULT_HEADERS, tuple(row(a) for a in comparison.arms if a.setting == setting)))
+    blocks += looks_section(comparison)
     fits = [(o, comparison.lead_arms[o], f) for o, f in comparison.fits.items() if f is not None]
     if fits:
         blocks += [Heading("Entropy–performance fit", 3), Paragraph(
@@ -180,8 +252,34 @@ def tables(sweep: Sweep, comparison: Comparison) -> list[Block]:
     return blocks + stability(sweep) + token_regime(regime.sweep_profile(sweep))
 
 
+def looks_section(comparison: Comparison) -> list[Block]:
+    """A sweep in looks: the boundary at each look, and per comparison its family, the seeds its verdict was tested
+    on and why it got no more."""
+    plan = comparison.plan
+    if len(plan.sizes) < 2:
+        return []
+    rows = []
+    for family in dict.fromkeys(a.family for a in comparison.arms if a.family):
+        looks = plan.looks(family)
+        fractions = [n / looks[-1] for n in looks]
+        two = verdicts.boundary(fractions)
+        one = verdicts.boundary(fractions, two_sided=False)
+        rows += [(family, str(k), str(n), f"{p:.2g}", f"{q:.2g}") for k, (n, p, q) in enumerate(zip(looks, two, one), 1)]
+    compared = tuple((a.family or "—", a.arm, a.baseline or "—", str(a.look or "—"), str(a.compared or "—"),
+                      a.verdict or "—", _stop_phrase(a) if a.stop else "—") for a in comparison.arms if a.baseline)
+    return [Heading("Looks", 3), Paragraph(
+        f"Seeds were added in looks ({', '.join(map(str, plan.sizes))} per arm). The {verdicts.BOUNDARY} holds the "
+        "error rate at 5% over all looks: before adjusting for the family, a comparison is resolved at look k only "
+        "when its fixed-n p-value is below the nominal level in the first table (the difference's two-sided p; each "
+        "one-sided p of TOST). Each comparison's seeds and why it stopped are in the second."),
+        Table(("family", "look", "seeds per arm", "nominal p, difference", "nominal p, each side of TOST"),
+              tuple(rows)),
+        Table(("family", "arm", "baseline", "look", "paired seeds", "verdict", "why it stopped"), compared)]
+
+
 def stability(sweep: Sweep) -> list[Block]:
-    """Per arm: how many seeds collapsed (summary.json collapse_step) and the worst seed's final metric."""
+    """Per arm: how many seeds collapsed (summary.json collapse_step), how many failed to learn (ended below their
+    own untrained policy's metric) and the worst seed's final metric."""
     runs = sweep.finished
     if runs.empty or "stability_recorded" not in runs:
         return []
@@ -191,13 +289,27 @@ def stability(sweep: Sweep) -> list[Block]:
         collapsed = recorded["collapse_step"].notna()
         worst = group.loc[group["final"].idxmin()]
         steps = ", ".join(str(int(s)) for s in recorded.loc[collapsed, "collapse_step"])
+        failed = group["failed_to_learn"].astype(bool) if "failed_to_learn" in group else None
+        failed_seeds = ", ".join(str(int(s)) for s in group.loc[failed, "seed"]) if failed is not None else ""
         rows.append((str(arm), f"{int(collapsed.sum())}/{len(recorded)}" if len(recorded) else "not recorded",
-                     steps or "—", _num(group["final"].mean()), f"{_num(worst['final'])} (seed {int(worst['seed'])})"))
+                     steps or "—", f"{int(failed.sum())}/{len(group)}" if failed is not None else "not recorded",
+                     failed_seeds or "—", _num(group["final"].mean()),
+                     f"{_num(worst['final'])} (seed {int(worst['seed'])})"))
     return [Heading("Stability", 3), Paragraph(
         "Seeds whose run collapsed: the 10-step moving average of reward/mean fell under half of its running peak "
-        f"and stayed there to the end (the step it did so is listed). Beside the mean final {sweep.metric}, the "
-        "worst seed's."), Table(("arm", "collapsed seeds", "collapse steps", f"mean {sweep.metric}",
-                                 f"worst seed's {sweep.metric}"), tuple(rows))]
+        f"and stayed there to the end (the step it did so is listed). Seeds that failed to learn: the final "
+        f"{sweep.metric} is below the same run's untrained policy's (its base). Beside the mean final "
+        f"{sweep.metric}, the worst seed's."), Table(
+        ("arm", "collapsed seeds", "collapse steps", "failed to learn", "seeds that failed", f"mean {sweep.metric}",
+         f"worst seed's {sweep.metric}"), tuple(rows))]
+
+
+def failure_counts(sweep: Sweep) -> tuple[int, int, int]:
+    """(collapsed, failed to learn, finished) runs of the sweep: the Stability table's totals for the summary."""
+    runs = sweep.finished
+    collapsed = int(runs["collapse_step"].notna().sum()) if "collapse_step" in runs else 0
+    failed = int(runs["failed_to_learn"].astype(bool).sum()) if "failed_to_learn" in runs else 0
+    return collapsed, failed, len(runs)
 
 
 def token_regime(profile: regime.TokenProfile | None) -> list[Block]:
@@ -249,7 +361,13 @@ def results_frame(comparison: Comparison) -> pd.DataFrame:
         row["p"] = a.test.p if a.test else None
         row["wilcoxon_p"] = a.test.wilcoxon_p if a.test else None
         row["tost_p"] = a.tost_p
-        row["margin"] = comparison.margin if a.verdict else None
+        row["margin"] = a.margin
+        row["family"] = a.family
+        row["p_adjusted"] = a.p_adjusted if a.test else None
+        row["tost_p_adjusted"] = a.tost_p_adjusted if a.tost_p is not None else None
+        row["look"] = a.look
+        row["compared_seeds"] = a.compared
+        row["stop"] = a.stop
         row["verdict"] = a.verdict
         row["mde"] = a.mde
         row["seeds_for_margin"] = a.seeds_for_margin

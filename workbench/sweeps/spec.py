@@ -9,6 +9,14 @@
       drpo:
         delta: {low: 0.05, high: 12.5, log: true}
     seeds: [0, 1, 2]              # every trial runs all of them; its value aggregates over them
+    # or seeds added until each declared comparison is resolved (grid sweeps; see workbench.verdicts):
+    # seeds: {initial: 10, step: 10, max: 50, until: resolved}
+    baseline: grpo                # the arm every other arm is compared with (per setting of space:)
+    families:                     # comparisons whose p-values are adjusted together (default: one family)
+      primary: {arms: [drpo], settings: all}
+      secondary: {arms: rest, max: 10}     # max: this family's seeds (it stops at that look)
+    multiplicity: holm            # holm | bh | none
+    equivalence_margin: 0.02      # or {relative: 0.1}: ±10% of the baseline's mean
     aggregate: iqm
     sampler: tpe
     pruner: median
@@ -26,6 +34,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import ConfigError, RunConfig, format_validation_error, load_yaml_mapping
+from ..verdicts import MARGIN, MULTIPLICITY
+from . import plan
 from .space import SCOPED_FIELDS, SWEEP_OWNED, Dimension
 
 # Keys that do not change what a trial computes: they may differ between launches of one sweep.
@@ -39,6 +49,47 @@ class Budget(BaseModel):
     minutes: float | None = Field(None, gt=0, description="wall time of one launch: no trial starts after it")
 
 
+class SeedPlan(BaseModel):
+    """Seeds added in looks until every declared comparison is resolved (workbench.verdicts): ``initial`` seeds per
+    arm, then ``step`` more for the arms still unresolved (and their baselines), up to ``max``; seeds 0, 1, 2, …"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    initial: int = Field(..., ge=2, description="seeds per arm at the first look")
+    step: int = Field(..., ge=1, description="seeds added per look to the arms still unresolved")
+    max: int = Field(..., ge=2, description="seeds per arm at the last look")
+    until: Literal["resolved"] = Field("resolved", description="when an arm stops getting seeds")
+
+    @model_validator(mode="after")
+    def _looks(self) -> SeedPlan:
+        if self.max < self.initial or (self.max - self.initial) % self.step:
+            raise ValueError(f"max must be initial + a multiple of step (initial {self.initial}, step {self.step}, "
+                             f"max {self.max})")
+        return self
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(range(self.initial, self.max + 1, self.step))
+
+
+class Family(BaseModel):
+    """Comparisons whose p-values are adjusted together: arms named as the baseline is named ('drpo', 'grpo +
+    tis@verl_fp8', 'drpo delta=0.15') or ``rest`` (every comparison no other family takes), in ``all`` settings or
+    the listed ones (mappings of space: fields, e.g. {rollout_precision: int4}); ``max``: its seeds cap."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arms: list[str] | Literal["rest"] = Field(..., description="arm names, or rest")
+    settings: Literal["all"] | list[dict[str, Any]] = Field("all", description="all, or settings of space:")
+    max: int | None = Field(None, ge=2, description="seeds at which this family stops (a look size)")
+
+
+class RelativeMargin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    relative: float = Field(..., gt=0, description="the margin as a fraction of the baseline's mean")
+
+
 class SweepSpec(BaseModel):
     """One sweep: what is compared, over which space and seeds, with which search engine and budget."""
 
@@ -50,13 +101,16 @@ class SweepSpec(BaseModel):
     space: dict[str, Dimension] = Field(default_factory=dict, description="RunConfig fields searched")
     objective_space: dict[str, dict[str, Dimension]] = Field(
         default_factory=dict, description="objective parameters searched, per objective")
-    seeds: list[int] = Field(..., min_length=1, description="seeds every trial runs")
+    seeds: list[int] | SeedPlan = Field(..., description="seeds every trial runs, or {initial, step, max, until}")
     metric: str | None = Field(None, description="final eval metric a seed contributes (maximised); default "
                                                  "eval/p_correct where the task provides it, else eval/accuracy")
     baseline: str | None = Field(None, description="the arm the report compares every other arm with: an "
                                                    "objective with one arm, or a setting such as 'drpo delta=0.15'")
-    equivalence_margin: float = Field(0.02, gt=0, description="a difference within ± this is 'matches' when "
-                                                               "the equivalence test (TOST) shows it")
+    equivalence_margin: float | RelativeMargin = Field(
+        MARGIN, description="a difference within ± this (or {relative: r}: r × the baseline's mean) is 'matches' "
+                            "when the equivalence test (TOST) shows it")
+    families: dict[str, Family] = Field(default_factory=dict, description="declared families of comparisons")
+    multiplicity: Literal[MULTIPLICITY] = Field("holm", description="p-value adjustment within a family")
     aggregate: Literal["mean", "iqm"] = Field("mean", description="seed values → trial value")
     sampler: Literal["grid", "tpe", "gp", "random"] = Field("grid", description="Optuna sampler")
     sampler_seed: int = Field(0, ge=0, description="seed of the TPE/GP/random sampler")
@@ -67,10 +121,40 @@ class SweepSpec(BaseModel):
 
     @field_validator("seeds")
     @classmethod
-    def _distinct(cls, seeds: list[int]) -> list[int]:
-        if len(set(seeds)) != len(seeds) or min(seeds) < 0:
-            raise ValueError("seeds must be distinct non-negative integers")
+    def _distinct(cls, seeds: list[int] | SeedPlan) -> list[int] | SeedPlan:
+        if isinstance(seeds, list) and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
+            raise ValueError("seeds must be a non-empty list of distinct non-negative integers, or {initial, step, "
+                             "max, until: resolved}")
         return seeds
+
+    @field_validator("equivalence_margin")
+    @classmethod
+    def _positive(cls, margin: float | RelativeMargin) -> float | RelativeMargin:
+        if isinstance(margin, float) and margin <= 0:
+            raise ValueError(f"must be positive (or {{relative: r}}), got {margin}")
+        return margin
+
+    @field_validator("families", mode="before")
+    @classmethod
+    def _rest(cls, families: Any) -> Any:
+        """``secondary: rest`` is short for ``secondary: {arms: rest}``."""
+        if isinstance(families, dict):
+            return {k: {"arms": "rest"} if v == "rest" else v for k, v in families.items()}
+        return families
+
+    @property
+    def seed_order(self) -> tuple[int, ...]:
+        """Every seed an arm may run, in the order they are added."""
+        return tuple(self.seeds) if isinstance(self.seeds, list) else tuple(range(self.seeds.max))
+
+    @property
+    def look_sizes(self) -> tuple[int, ...]:
+        """Seeds per arm at each look (one look for a list of seeds)."""
+        return (len(self.seeds),) if isinstance(self.seeds, list) else self.seeds.sizes
+
+    @property
+    def sequential(self) -> bool:
+        return isinstance(self.seeds, SeedPlan)
 
     @field_validator("objectives")
     @classmethod
@@ -89,6 +173,19 @@ class SweepSpec(BaseModel):
     def _budget(self) -> SweepSpec:
         if self.sampler != "grid" and self.budget.trials is None and self.budget.minutes is None:
             raise ValueError(f"budget: sampler {self.sampler} needs budget.trials or budget.minutes")
+        if self.sampler != "grid" and (self.sequential or self.families):
+            raise ValueError(f"seeds: looks and families: need sampler grid (the arms must be known before the runs), "
+                             f"got sampler {self.sampler}")
+        return self
+
+    @model_validator(mode="after")
+    def _family_caps(self) -> SweepSpec:
+        for name, family in self.families.items():
+            if family.max is not None and family.max not in self.look_sizes:
+                raise ValueError(f"families.{name}.max: {family.max} is not a look's seed count "
+                                 f"({', '.join(map(str, self.look_sizes))})")
+        if sum(f.arms == "rest" for f in self.families.values()) > 1:
+            raise ValueError("families: only one family can take the rest")
         return self
 
     def identity(self) -> dict[str, Any]:
@@ -119,7 +216,7 @@ def default_metric(spec: SweepSpec) -> str:
     from ..tasks import get_task
 
     try:
-        cfg = spec.run_config(spec.objectives[0], {}, {}, spec.seeds[0])
+        cfg = spec.run_config(spec.objectives[0], {}, {}, spec.seed_order[0])
         task = get_task(cfg.task, **cfg.task_params)
     except (ValidationError, ValueError, ConfigError):
         return "eval/accuracy"  # the base is invalid: check_base names the error
@@ -180,6 +277,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise where.error(err) from None
     check_base(spec, base_where, where)
     check_space(spec, where)
+    check_families(spec, where)
     return spec
 
 
@@ -218,7 +316,7 @@ def check_base(spec: SweepSpec, where: Where, top: Where) -> None:
             raise where.fail((key,), "set by the sweep for every run; remove it from the base config")
     for i, objective in enumerate(spec.objectives):
         try:
-            spec.run_config(objective, {}, {}, spec.seeds[0])
+            spec.run_config(objective, {}, {}, spec.seed_order[0])
         except ValidationError as err:
             if err.errors()[0]["loc"]:
                 raise where.error(err) from None
@@ -272,7 +370,14 @@ def _check_values(spec: SweepSpec, where: Where, objective: str, key: str, dim: 
     for value in dim.ends():
         params, fields = ({key: value}, {}) if objective_param else ({}, {key: value})
         try:
-            spec.run_config(objective, params, fields, spec.seeds[0])
+            spec.run_config(objective, params, fields, spec.seed_order[0])
         except (ValidationError, ValueError) as err:
             first = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
             raise where.fail((), f"value {value!r} is invalid: {first.removeprefix('Value error, ')}") from None
+
+
+def check_families(spec: SweepSpec, where: Where) -> None:
+    """The baseline, families and looks can be planned before the runs (sweeps.plan)."""
+    problem = plan.check(spec)
+    if problem is not None:
+        raise where.fail(*problem)

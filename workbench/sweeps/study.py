@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from ..config import ConfigError
 from ..tracking import write_json_atomic
 from . import optuna_private as private
-from .space import grid_points
+from .looks import PLANNED, first_look, gate_ready, is_gate
 from .spec import SweepSpec, changed_keys
 from .store import JOURNAL, META, MAX_RETRY, check_storage, heartbeat_seconds, host_name, make_storage, redact
 
@@ -113,9 +113,9 @@ def _create(spec: SweepSpec, folder: Path, url: str | None) -> optuna.Study:
         study = optuna.load_study(study_name=spec.name, storage=make_storage(folder, url))
         _check_same(study, spec)
         return study
-    slots = grid_points(spec) if spec.sampler == "grid" else [{}] * (spec.budget.trials or 0)
-    for params in slots[:spec.budget.trials]:
-        study.enqueue_trial(params)
+    slots = first_look(spec) if spec.sampler == "grid" else [({}, {})] * (spec.budget.trials or 0)
+    for params, attrs in slots[:spec.budget.trials]:
+        study.enqueue_trial(params, user_attrs=attrs or None)
     # Written last: a study with "spec" is complete, which other machines wait for (_check_same).
     study.set_user_attr("spec_hash", spec.spec_hash())
     study.set_user_attr("spec", spec.identity())
@@ -195,7 +195,10 @@ def claim(study: optuna.Study, bounded: bool) -> optuna.Trial | None:
     """The next WAITING trial, now RUNNING and owned by this process; None when the budget is spent."""
     storage, study_id = private.storage(study), private.study_id(study)
     optuna.storages.fail_stale_trials(study)  # heartbeat storages: trials of dead machines → re-queued
-    for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    for waiting in (t for t in trials if t.state == TrialState.WAITING):
+        if is_gate(waiting) and not gate_ready(trials):  # a look opens once the looks before it have ended
+            continue
         trial_id = private.trial_id(waiting)
         try:
             if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
@@ -242,13 +245,17 @@ def requeue_interrupted(study: optuna.Study, folder: Path | None = None) -> list
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:  # another launch re-queued it first
             continue
-        failed = storage.get_trial(private.trial_id(trial))
-        failed.user_attrs = {}  # the re-run starts clean: no "failure" carried over
-        retry(study, failed)
+        retry(study, clean(storage.get_trial(private.trial_id(trial))))
         requeued.append(trial.number)
         if folder is not None:
             mark_interrupted_runs(folder, trial)
     return requeued
+
+
+def clean(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+    """The trial as its re-run starts: what it is (its look, seeds, gate) kept, nothing it recorded ("failure")."""
+    trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in PLANNED}
+    return trial
 
 
 def mark_interrupted_runs(folder: Path, trial: optuna.trial.FrozenTrial | optuna.Trial) -> list[Path]:

@@ -32,7 +32,7 @@ from .space import suggest
 from .spec import SweepSpec
 from .stop import deferred, interruptible
 from .store import host_name
-from .study import mark_interrupted_runs
+from .study import clean, mark_interrupted_runs
 
 
 def aggregate(values: list[float], how: str) -> float:
@@ -50,7 +50,8 @@ class _Failed(Exception):
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, folder: Path) -> TrialState:
     """Run the trial's seeds and tell the study; never raises for a run that goes wrong."""
-    attrs: dict[str, Any] = {"seeds": spec.seeds, "aggregate": spec.aggregate, "run_dirs": {}, "seed_values": {},
+    seeds = trial.user_attrs.get("seeds") or list(spec.seed_order)  # a look's seeds (sweeps.looks), else all
+    attrs: dict[str, Any] = {"seeds": seeds, "aggregate": spec.aggregate, "run_dirs": {}, "seed_values": {},
                              "host": host_name()}
     history = private.storage(study).get_trial(private.trial_id(trial)).system_attrs.get("retry_history")
     if history:  # set by RetryHeartbeatStaleTrialCallback on a re-queued trial
@@ -61,7 +62,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, folder:
                   "run_fields": params.run_fields}
         _set(trial, attrs)
         curves: list[dict[int, float]] = []
-        for position, seed in enumerate(spec.seeds):
+        for position, seed in enumerate(seeds):
             value, curve = _run_seed(trial, spec, folder, params, position, seed, curves)
             if value is None:
                 study.tell(trial, state=TrialState.PRUNED)
@@ -92,9 +93,8 @@ def _requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     """Fail the trial as interrupted and queue a re-run of its parameters (no retry limit: not its fault)."""
     trial.set_user_attr("failure", reason)
     study.tell(trial, state=TrialState.FAIL)
-    failed = private.storage(study).get_trial(private.trial_id(trial))
-    failed.user_attrs = {}  # the re-run starts clean
-    optuna.storages.RetryHeartbeatStaleTrialCallback(None)(study, failed)
+    optuna.storages.RetryHeartbeatStaleTrialCallback(None)(study, clean(private.storage(study).get_trial(
+        private.trial_id(trial))))
 
 
 def _set(trial: optuna.Trial, attrs: dict[str, Any]) -> None:

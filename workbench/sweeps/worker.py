@@ -65,6 +65,7 @@ def _work(spec_json: str, folder: str, url: str | None, deadline: float | None, 
 
     from .spec import SweepSpec
     from .store import make_storage
+    from .looks import is_gate, open_look
     from .study import awaiting, budget_bounded, claim, requeue_interrupted
     from .trial import heartbeat, run_trial  # here, not above: the launcher never loads torch and TRL
 
@@ -84,7 +85,10 @@ def _work(spec_json: str, folder: str, url: str | None, deadline: float | None, 
             requeue_interrupted(study, Path(folder))
             continue
         with heartbeat(study, trial):
-            run_trial(study, trial, spec, Path(folder))
+            if is_gate(trial):
+                open_look(study, trial, spec)
+            else:
+                run_trial(study, trial, spec, Path(folder))
 
 
 def sleep_until(seconds: float, until: Callable[[], object]) -> None:
@@ -132,9 +136,9 @@ def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
     """Pruner steps run over seed position × steps (sweeps.trial); no pruning inside the first half-seed."""
     import optuna
 
-    steps = spec.run_config(spec.objectives[0], {}, {}, spec.seeds[0]).max_steps
+    steps = spec.run_config(spec.objectives[0], {}, {}, spec.seed_order[0]).max_steps
     if spec.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=steps // 2)
     if spec.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=max(1, steps // 2), max_resource=steps * len(spec.seeds))
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, steps // 2), max_resource=steps * len(spec.seed_order))
     return optuna.pruners.NopPruner()

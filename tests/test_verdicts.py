@@ -156,12 +156,17 @@ def simulate(true_difference: float, sd: float, experiments: int, seed: int) -> 
     return {k: n / experiments for k, n in wrong.items()}
 
 
-@pytest.mark.parametrize("true_difference, sd", [(0.0, 0.03), (0.02, 0.01)])
-def test_the_sequential_procedure_holds_its_error_rates_at_every_look(true_difference, sd):
+@pytest.mark.parametrize("true_difference, sd", [(0.0, 0.03), (0.02, 0.03)])
+def test_the_sequential_procedure_holds_its_error_rates_at_every_look(true_difference, sd, monkeypatch):
+    # statsmodels' Holm runs gc.collect() on every call (tens of ms with torch loaded); the simulation makes 10^4 calls.
+    import gc
+
+    monkeypatch.setattr(gc, "collect", lambda *args: 0)
     experiments = 1500
     rates = simulate(true_difference, sd, experiments, seed=int(sd * 1000))
     print(f"\ntrue difference {true_difference}, SD {sd}: false verdicts by look "
           + ", ".join(f"{10 * k} seeds {rate:.3f}" for k, rate in rates.items()))
     allowance = 2 * math.sqrt(0.05 * 0.95 / experiments)  # the simulation's own error
     assert all(rate <= 0.05 + allowance for rate in rates.values()), rates
-    assert rates[5] > 0.002  # not vacuous: some experiments do err, as α allows
+    if true_difference == 0:
+        assert rates[5] > 0.005  # not vacuous: some experiments do err, as α allows

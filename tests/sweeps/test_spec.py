@@ -51,6 +51,23 @@ BAD = {
     "no budget for tpe": (lambda d: {**d, "sampler": "tpe"}, "budget", None),
     "bad base field": (lambda d: {**d, "base": {**d["base"], "learning_rate": -1}},
                        "base.learning_rate", "  learning_rate: -1"),
+    "looks that do not reach max": (lambda d: {**d, "seeds": {"initial": 3, "step": 2, "max": 6}}, "max must be",
+                                    "seeds:"),
+    "a look of one seed": (lambda d: {**d, "seeds": {"initial": 1, "step": 1, "max": 3}}, "initial", "seeds:"),
+    "until anything but resolved": (lambda d: {**d, "seeds": {"initial": 2, "step": 2, "max": 4, "until": "never"}},
+                                    "until", "seeds:"),
+    "looks under tpe": (lambda d: {**d, "sampler": "tpe", "budget": {"trials": 2},
+                                   "seeds": {"initial": 2, "step": 2, "max": 4}}, "sampler grid", None),
+    "a family naming no arm": (lambda d: {**d, "families": {"primary": {"arms": ["dppo_tv"]}}},
+                               "families.primary.arms: 'dppo_tv' names no arm", "    arms:"),
+    "a family's cap off the looks": (lambda d: {**d, "seeds": {"initial": 2, "step": 2, "max": 4},
+                                                "families": {"rest": {"arms": "rest", "max": 3}}},
+                                     "families.rest.max: 3 is not a look", None),
+    "two families take the rest": (lambda d: {**d, "families": {"a": "rest", "b": "rest"}}, "only one family", None),
+    "an unknown adjustment": (lambda d: {**d, "multiplicity": "bonferroni"}, "multiplicity", "multiplicity:"),
+    "a negative margin": (lambda d: {**d, "equivalence_margin": -0.1}, "equivalence_margin", "equivalence_margin:"),
+    "a relative margin of 0": (lambda d: {**d, "equivalence_margin": {"relative": 0}}, "equivalence_margin",
+                               "equivalence_margin:"),
 }
 
 

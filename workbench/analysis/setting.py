@@ -113,9 +113,9 @@ def _cell(column: str, value: Any) -> str:
     return f"{value:.4f}" if "π − μ" in column else f"{value:.2f}"
 
 
-def metrics_frame(sweep: Sweep) -> pd.DataFrame:
+def metrics_frame(sweep: Sweep, seeds: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per arm and eval metric: the base policy's and the final mean, and the final value's SD over seeds."""
-    seeds = seeds_frame(sweep)
+    seeds = seeds_frame(sweep) if seeds is None else seeds
     rows = []
     for metric in ("eval/p_correct", "eval/accuracy", "eval/greedy_accuracy"):
         final, base = f"final {metric}", f"base {metric}"
@@ -129,31 +129,65 @@ def metrics_frame(sweep: Sweep) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def noise_sentence(metrics: pd.DataFrame) -> str | None:
+NOISE_METRICS = ("eval/p_correct", "eval/accuracy")
+
+
+def noise_share(seeds: pd.DataFrame, reps: int = stats.REPS, level: float = stats.LEVEL
+                ) -> tuple[float, float, float] | None:
+    """The share of sampled accuracy's seed-to-seed variance that the exact metric removes, 1 − mean over arms of
+    var(p_correct) / mean of var(accuracy), with a percentile bootstrap interval that resamples each arm's seeds
+    (a run's two values together). By hand: scipy's bootstrap resamples every sample with its own index or all with
+    one, and arms with different seed counts need one each. None without both metrics and two seeds in an arm."""
+    columns = [f"final {m}" for m in NOISE_METRICS]
+    if seeds.empty or not set(columns) <= set(seeds):
+        return None
+    arms = [group[columns].dropna().to_numpy() for _, group in seeds.groupby("arm", sort=True)]
+    arms = [a for a in arms if len(a) >= 2]
+    if not arms:
+        return None
+
+    def share(samples: list[np.ndarray]) -> np.ndarray:  # each (..., n, 2): p_correct, accuracy
+        exact = np.mean([s[..., 0].var(axis=-1, ddof=1) for s in samples], axis=0)
+        sampled = np.mean([s[..., 1].var(axis=-1, ddof=1) for s in samples], axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 1 - exact / sampled
+
+    value = float(share(arms))
+    if not np.isfinite(value):
+        return None
+    rng = np.random.default_rng(0)
+    draws = share([a[rng.integers(0, len(a), (reps, len(a)))] for a in arms])
+    draws = draws[np.isfinite(draws)]
+    low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return value, float(low), float(high)
+
+
+def noise_sentence(metrics: pd.DataFrame, seeds: pd.DataFrame) -> str | None:
     """How much of the seed-to-seed variance of sampled accuracy the exact metric removes (pooled over arms)."""
-    if metrics.empty or not {"eval/p_correct", "eval/accuracy"} <= set(metrics["metric"]):
+    found = noise_share(seeds)
+    if metrics.empty or found is None:
         return None
     pooled = {m: float(np.sqrt((metrics.loc[metrics["metric"] == m, "final SD over seeds"] ** 2).mean()))
-              for m in ("eval/p_correct", "eval/accuracy")}
-    if not all(np.isfinite(v) and v > 0 for v in pooled.values()):
-        return None
-    share = 1 - (pooled["eval/p_correct"] / pooled["eval/accuracy"]) ** 2
+              for m in NOISE_METRICS}
+    share, low, high = found
     return (f"Seed-to-seed SD of the final value, pooled over arms (root mean of the per-arm variances): "
             f"{pooled['eval/accuracy']:.4f} for sampled `eval/accuracy`, {pooled['eval/p_correct']:.4f} for "
-            f"`eval/p_correct`: the exact metric removes {share:.0%} of the seed-to-seed variance: the evaluation's own "
-            "sampling noise; what remains is how much the trained policies differ.")
+            f"`eval/p_correct`: the exact metric removes {share:.0%} of the seed-to-seed variance (bootstrap 95% CI "
+            f"[{low:.0%}, {high:.0%}], each arm's seeds resampled): the evaluation's own sampling noise; what "
+            "remains is how much the trained policies differ.")
 
 
 def blocks(sweep: Sweep, comparison: Comparison) -> list[Block]:
     out: list[Block] = [Heading("What was measured"), Paragraph(metric_definition(sweep))]
     base = base_sentence(sweep)
     out += [Paragraph(base)] if base else []
-    metrics = metrics_frame(sweep)
+    seeds = seeds_frame(sweep)
+    metrics = metrics_frame(sweep, seeds)
     if not metrics.empty:
         out.append(Table(("metric", "arm", "seeds", "base policy, mean", "final, mean", "final, SD over seeds"), tuple(
             (r.metric, r.arm, str(r.seeds), f"{r[3]:.4f}", f"{r[4]:.4f}", f"{r[5]:.4f}")
             for r in metrics.itertuples(index=False))))
-        noise = noise_sentence(metrics)
+        noise = noise_sentence(metrics, seeds)
         out += [Paragraph(noise)] if noise else []
     out.append(Paragraph(shared_config(sweep)))
     measures = arm_measures(sweep, comparison)

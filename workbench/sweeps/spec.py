@@ -119,6 +119,17 @@ class SweepSpec(BaseModel):
     workers: int = Field(1, ge=1, description="worker processes of one launch")
     storage: str | None = Field(None, description="RDB URL (postgresql://...); default: journal file in the folder")
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _plan(cls, seeds: Any) -> Any:
+        """A mapping is a SeedPlan: its own error, not the list's (pydantic would report the union's first member)."""
+        if not isinstance(seeds, dict):
+            return seeds
+        try:
+            return SeedPlan.model_validate(seeds)
+        except ValidationError as err:
+            raise ValueError(format_validation_error(err)) from None
+
     @field_validator("seeds")
     @classmethod
     def _distinct(cls, seeds: list[int] | SeedPlan) -> list[int] | SeedPlan:

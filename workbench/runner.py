@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from transformers import PrinterCallback, TrainerCallback, set_seed
@@ -105,31 +105,32 @@ def _grpo_args(cfg: RunConfig, run_dir: Path) -> GRPOConfig:
     spec = get_spec(cfg.objective)
     trl_params = cfg.objective_params if spec.kind == "trl" else {}
     try:
-        return GRPOConfig(
-            output_dir=str(run_dir / "trainer"),
-            per_device_train_batch_size=per_device,
-            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-            steps_per_generation=cfg.steps_per_generation,
-            num_generations=cfg.num_generations,
-            num_iterations=cfg.num_iterations,
-            max_completion_length=cfg.max_completion_length,
-            temperature=cfg.temperature,
-            learning_rate=cfg.learning_rate,
-            lr_scheduler_type="constant",  # RL papers train at a constant rate; decay would confound late steps
-            max_grad_norm=cfg.max_grad_norm,
-            beta=cfg.beta,
-            max_steps=cfg.max_steps,
-            logging_steps=1,
-            save_strategy="no",
-            report_to="none",  # tracking.py owns W&B, so offline-by-default and grouping are ours
-            disable_tqdm=True,
-            seed=cfg.seed,
-            data_seed=cfg.seed,
-            bf16=cfg.train_precision == "bf16",
-            use_cpu=not torch.cuda.is_available(),
-            **spec.trl_args,
-            **trl_params,
-        )
+        with _trl_notices_silenced():  # its __post_init__ is where transformers' W&B integration is first imported
+            return GRPOConfig(
+                output_dir=str(run_dir / "trainer"),
+                per_device_train_batch_size=per_device,
+                gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                steps_per_generation=cfg.steps_per_generation,
+                num_generations=cfg.num_generations,
+                num_iterations=cfg.num_iterations,
+                max_completion_length=cfg.max_completion_length,
+                temperature=cfg.temperature,
+                learning_rate=cfg.learning_rate,
+                lr_scheduler_type="constant",  # RL papers train at a constant rate; decay would confound late steps
+                max_grad_norm=cfg.max_grad_norm,
+                beta=cfg.beta,
+                max_steps=cfg.max_steps,
+                logging_steps=1,
+                save_strategy="no",
+                report_to="none",  # tracking.py owns W&B, so offline-by-default and grouping are ours
+                disable_tqdm=True,
+                seed=cfg.seed,
+                data_seed=cfg.seed,
+                bf16=cfg.train_precision == "bf16",
+                use_cpu=not torch.cuda.is_available(),
+                **spec.trl_args,
+                **trl_params,
+            )
     except (TypeError, ValueError) as err:
         raise ConfigError(f"objective_params for {cfg.objective}: {str(err).splitlines()[0]}") from None
 
@@ -238,14 +239,21 @@ def train(run: PreparedRun, progress: bool = False,
     return RunResult(run.run_dir, recorder.summary, main)
 
 
-def build_trainer(run: PreparedRun, engine: RolloutEngine, diagnostics: StepDiagnostics,
-                  callbacks: list[TrainerCallback]) -> WorkbenchGRPOTrainer:
-    """The run's trainer. Its module is imported here, where a run starts, not at import time: importing TRL's
-    trainer prints "[INFO] Running in WANDB offline mode" under WANDB_MODE=offline (transformers' W&B integration
-    offers no switch) and TRL warns that ``rollout_func`` is experimental (the pin and tests/test_trainer.py guard
-    it, so the notice is noise); both are silenced for the run."""
+@contextlib.contextmanager
+def _trl_notices_silenced() -> Iterator[None]:
+    """Where a run starts, TRL's and transformers' notices are silenced, not at import time: the first import of
+    transformers' W&B integration (by GRPOConfig, then TRL's trainer) prints "[INFO] Running in WANDB offline mode"
+    under WANDB_MODE=offline (transformers offers no switch), and TRL warns that ``rollout_func`` is experimental
+    (the pin and tests/test_trainer.py guard it, so the notice is noise)."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def build_trainer(run: PreparedRun, engine: RolloutEngine, diagnostics: StepDiagnostics,
+                  callbacks: list[TrainerCallback]) -> WorkbenchGRPOTrainer:
+    """The run's trainer; its module is imported here, where a run starts, not when this module is imported."""
+    with _trl_notices_silenced():
         from .trainer import LossSetting, WorkbenchGRPOTrainer
 
     cfg = run.config

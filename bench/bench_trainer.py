@@ -25,13 +25,14 @@ from transformers import PrinterCallback  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from workbench.config import RunConfig  # noqa: E402
+from workbench.diagnostics import StepDiagnostics  # noqa: E402
 from workbench.objectives import get_objective  # noqa: E402
 from workbench.rollout import RolloutEngine  # noqa: E402
 from workbench.runner import _grpo_args  # noqa: E402
 from workbench.models import load_policy  # noqa: E402
 from workbench.tasks import get_task  # noqa: E402
 from workbench.tracking import RunRecorder  # noqa: E402
-from workbench.trainer import WorkbenchGRPOTrainer  # noqa: E402
+from workbench.trainer import LossSetting, WorkbenchGRPOTrainer  # noqa: E402
 
 
 def step_times(workbench: bool, cfg: RunConfig, folder: Path) -> list[float]:
@@ -44,8 +45,8 @@ def step_times(workbench: bool, cfg: RunConfig, folder: Path) -> list[float]:
                   processing_class=tokenizer, rollout_func=engine)
     if workbench:
         recorder = RunRecorder(folder / "record", cfg.model_dump(mode="json"))
-        trainer = WorkbenchGRPOTrainer(**common, objective=get_objective("grpo"), recorder=recorder,
-                                       histogram_every=cfg.tracking.histogram_every)
+        trainer = WorkbenchGRPOTrainer(**common, loss=LossSetting(get_objective("grpo")),
+                                       diagnostics=StepDiagnostics(recorder, cfg.tracking.histogram_every))
     else:
         stock_args = _grpo_args(cfg.model_copy(update={"objective": "trl:grpo"}), folder)  # loss_type="grpo"
         trainer = GRPOTrainer(**{**common, "args": stock_args})

@@ -22,13 +22,14 @@ import torch
 from transformers import PrinterCallback, TrainerCallback
 
 from workbench.config import RunConfig
+from workbench.diagnostics import StepDiagnostics
 from workbench.objectives import get_objective
 from workbench.ranks import processes
 from workbench.runner import _grpo_args
 from workbench.models import load_policy
 from workbench.tasks import get_task
 from workbench.tracking import PeerRecorder, RunRecorder, load_run
-from workbench.trainer import WorkbenchGRPOTrainer
+from workbench.trainer import LossSetting, WorkbenchGRPOTrainer
 
 CASES = [(objective, aggregation) for objective in ("grpo", "drpo")
          for aggregation in ("token_mean", "sequence_mean", "fixed_horizon")]
@@ -78,8 +79,9 @@ def one_step(objective: str, aggregation: str, prompts_per_process: int, accumul
     task = get_task("arithmetic")
     trainer = WorkbenchGRPOTrainer(model=copy.deepcopy(base), reward_funcs=[task.reward], args=args,
                                    train_dataset=task.train_dataset(0), processing_class=tokenizer,
-                                   rollout_func=FixedRollout(tokenizer), objective=get_objective(objective),
-                                   aggregation=aggregation, recorder=recorder, histogram_every=1, callbacks=[keep])
+                                   rollout_func=FixedRollout(tokenizer),
+                                   loss=LossSetting(get_objective(objective), aggregation),
+                                   diagnostics=StepDiagnostics(recorder, histogram_every=1), callbacks=[keep])
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     recorder.finish("finished")

@@ -67,3 +67,34 @@ def test_missing_and_malformed_config_files(tmp_path):
     bad.write_text("objective: [grpo\n")
     proc = workbench("run", str(bad), cwd=tmp_path)
     assert proc.returncode == 2 and "bad.yaml" in proc.stderr and "line" in proc.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_records_the_run_as_interrupted_and_exits_130(tmp_path):
+    import json
+    import signal
+    import time
+
+    cfg = write_config(tmp_path / "run.yaml", max_steps=10_000, eval_every=10_000,
+                       tracking={"wandb_mode": "disabled"})
+    run_dir = tmp_path / "runs" / "stopped"
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "run", str(cfg), "--set", "name=stopped"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        # The first training step logged (step 0 is the base evaluation).
+        while not any(json.loads(line)["step"] >= 1 for line in _lines(run_dir / "scalars.jsonl")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    assert stderr.strip().splitlines()[-1] == f"interrupted: run record {run_dir}"
+
+
+def _lines(path: Path) -> list[str]:
+    """The complete lines of a file being appended to."""
+    return [line for line in path.read_text().splitlines() if line.endswith("}")] if path.exists() else []

@@ -232,4 +232,4 @@ def test_bad_sampling_settings_are_one_line_errors(field, value):
 def test_truncation_needs_no_rollout_top_k():
     # rollout_top_k (log-probs returned for dppo_topk) and sampling_top_k (truncation) are separate fields.
     cfg = RunConfig.parse({"objective": "dppo_topk_tv", "sampling_top_k": 5})
-    assert cfg.sampler_top_k == 8 and cfg.sampling_top_k == 5
+    assert cfg.top_logprobs == 8 and cfg.sampling_top_k == 5

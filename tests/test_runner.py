@@ -12,7 +12,7 @@ from runs import tiny_config, tiny_run
 from workbench.objectives import available_objectives, get_objective
 from workbench.runner import prepare_run, train
 from workbench.tracking import load_run
-from workbench.trainer import HISTOGRAMS, SCALARS
+from workbench.diagnostics import HISTOGRAMS, SCALARS
 
 
 def objective_metric_names(name: str) -> set[str]:

@@ -50,7 +50,7 @@ def test_trl_inputs_and_logprob_helper_are_what_the_trainer_expects(tmp_path, mo
 
 
 def test_behaviour_profile_on_hand_built_behaviour_probabilities():
-    from workbench.trainer import behaviour_profile
+    from workbench.diagnostics import behaviour_profile
 
     mu = torch.tensor([[0.5, 0.05, 0.005, 0.9], [0.2, 0.001, 0.08, 0.3]])
     valid = torch.tensor([[True, True, True, False], [True, True, True, True]])

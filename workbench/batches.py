@@ -10,7 +10,8 @@ With ``tracking.keep_batches_every: N`` the trainer hands every N-th optimizer s
                                  old_per_token_logps (log π_old), ref_per_token_logps, tool_mask, and the
                                  sampler's top-K (top_k_logps, top_k_ids)
     grad_weight-<j>.safetensors  g_t = −∂loss/∂log π_t / w_t as the trainer's autograd hook read it (0 off the
-                                 valid tokens): the source array of that step's grad_weight/* histograms
+                                 valid tokens, objectives.loss.valid_tokens): the source array of that step's
+                                 grad_weight/* histograms
     weights.safetensors          the trainable parameters just before the update (all of them for a fully
                                  trained policy, the adapter for LoRA), unless above the size cap
     meta.json                    step, micro-batches, whether the weights were kept and why not
@@ -71,11 +72,13 @@ class BatchKeeper:
     def due(self, step: int) -> bool:
         return step % self.every == 0
 
-    def keep(self, step: int, model: torch.nn.Module, inputs: dict[str, Any], logp: torch.Tensor,
-             weights: torch.Tensor, top_k_store: Any = None) -> None:
-        """Keep micro-batch j of optimizer step ``step`` (as logged), and the weights before its update at j = 0."""
+    def keep(self, step: int, model: torch.nn.Module, inputs: dict[str, Any], loss_weights: torch.Tensor,
+             top_logprobs: Any = None) -> Path | None:
+        """Keep micro-batch j of optimizer step ``step`` (as logged), and the weights before its update at j = 0;
+        returns the path for its g (:func:`save_grad_weight`, once backward reaches log π), None off the kept steps.
+        ``top_logprobs``: the rollout engine's :class:`~workbench.topk.TopLogprobs`, when it has them."""
         if not self.due(step):
-            return
+            return None
         micro = self._micro.get(step, 0)
         self._micro[step] = micro + 1
         folder = step_folder(self.run_dir, step)
@@ -84,10 +87,9 @@ class BatchKeeper:
 
         tensors = {key: _cpu(inputs[key]) for key in BATCH_KEYS}
         tensors.update({key: _cpu(inputs[key]) for key in OPTIONAL_KEYS if isinstance(inputs.get(key), torch.Tensor)})
-        tensors["loss_weights"] = _cpu(weights)
-        if top_k_store is not None:  # the sampler's top-K (log μ, ids): a lookup, no computation
-            mu_top, ids = top_k_store.lookup(inputs["prompt_ids"], inputs["prompt_mask"], inputs["completion_ids"],
-                                             inputs["completion_mask"])
+        tensors["loss_weights"] = _cpu(loss_weights)
+        if top_logprobs is not None:  # the sampler's top-K (log μ, ids): a lookup, no computation
+            mu_top, ids = top_logprobs.lookup(inputs)
             tensors["top_k_logps"], tensors["top_k_ids"] = _cpu(mu_top), _cpu(ids)
         save_file(tensors, str(folder / f"batch-{micro}.safetensors"))
         meta_path = folder / "meta.json"
@@ -110,21 +112,14 @@ class BatchKeeper:
         tmp = meta_path.with_name(".meta.json.tmp")
         tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
         os.replace(tmp, meta_path)
-        if logp.requires_grad:
-            self._hook_gradient_weight(logp, weights, folder / f"grad_weight-{micro}.safetensors")
+        return folder / f"grad_weight-{micro}.safetensors"
 
-    @staticmethod
-    def _hook_gradient_weight(logp: torch.Tensor, weights: torch.Tensor, path: Path) -> None:
-        """Save g_t = −∂loss/∂log π_t / w_t when backward reaches log π (the trainer's histogram hook reads the same)."""
-        from safetensors.torch import save_file
 
-        valid = weights > 0
+def save_grad_weight(path: Path, grad_weight: torch.Tensor) -> None:
+    """Write a kept micro-batch's g (objectives.loss.token_gradient_weight, as the step diagnostics read it)."""
+    from safetensors.torch import save_file
 
-        def hook(grad: torch.Tensor) -> None:
-            g = torch.where(valid, -grad / torch.where(valid, weights, 1.0), 0.0)
-            save_file({"grad_weight": _cpu(g.float())}, str(path))
-
-        logp.register_hook(hook)
+    save_file({"grad_weight": _cpu(grad_weight)}, str(path))
 
 
 def load_step(run_dir: str | Path, step: int) -> tuple[dict[str, Any], list[dict[str, torch.Tensor]],

@@ -61,13 +61,20 @@ def run(
     config: Path = typer.Argument(..., help="RunConfig YAML file"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override a field: key=value (dotted for nested)"),
 ) -> None:
-    """Train one run and print where its record and W&B files are."""
-    from .config import RunConfig
-    from .runner import prepare_run, train
+    """Train one run and print where its record and W&B files are. Ctrl-C (SIGINT) cuts it short: its record says
+    ``interrupted`` and the exit status is 130, as for ``sweep launch``."""
+    prepared = None
+    try:
+        from .config import RunConfig
+        from .runner import prepare_run, train
 
-    cfg = RunConfig.from_yaml(config, set_ or [])
-    prepared = prepare_run(cfg)
-    result = train(prepared, progress=True)
+        cfg = RunConfig.from_yaml(config, set_ or [])
+        prepared = prepare_run(cfg)
+        result = train(prepared, progress=True)
+    except KeyboardInterrupt:  # train() has closed the record as interrupted
+        where = f": run record {prepared.run_dir}" if prepared is not None and prepared.run_dir.is_dir() else ""
+        print(f"interrupted{where}", file=sys.stderr)
+        raise typer.Exit(130) from None
     if result.main_process:  # under torchrun/accelerate the other ranks hold no record to point at
         console.print(f"run record: {result.run_dir}")
     if result.summary.get("wandb"):

@@ -14,17 +14,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
-# TRL's own losses kept as baselines: objective "trl:<name>" → GRPOConfig fields.
-TRL_LOSSES: dict[str, dict[str, Any]] = {
-    "grpo": {"loss_type": "grpo"},
-    "dapo": {"loss_type": "dapo"},
-    "cispo": {"loss_type": "cispo"},
-    "sapo": {"loss_type": "sapo"},
-    "gspo": {"loss_type": "grpo", "importance_sampling_level": "sequence"},
-    "vespo": {"loss_type": "vespo"},
-    "luspo": {"loss_type": "luspo", "importance_sampling_level": "sequence"},
-}
-
 # The sampler's top-K when a top-K objective leaves rollout_top_k unset.
 DEFAULT_TOP_K = 8
 
@@ -176,23 +165,21 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
-        if self.objective.startswith("trl:"):
-            if self.objective[4:] not in TRL_LOSSES:
-                raise ValueError(f"objective: unknown TRL loss {self.objective!r}; expected trl:{'|trl:'.join(TRL_LOSSES)}")
-        else:
-            from .objectives import get_objective
+        from .objectives import get_objective, get_spec
 
-            try:
-                objective = get_objective(self.objective, **self.objective_params)
-            except ValueError as err:
-                field = "objective_params" if "parameter" in str(err) else "objective"
-                raise ValueError(f"{field}: {err}") from None
-            if objective.spec.uses_top_k and self.correction is not None:
-                raise ValueError(f"correction: not with the top-K objective {self.objective!r} (its divergence reads "
-                                 "the sampler's own top-K μ, which a decoupled objective would not see)")
-            if objective.spec.uses_top_k and self.rollout_top_k == 0:
-                raise ValueError(f"rollout_top_k: objective {self.objective!r} needs the sampler's top-K log-probs; "
-                                 f"set rollout_top_k to K > 0 (default {DEFAULT_TOP_K})")
+        try:
+            if get_spec(self.objective).kind == "trl":
+                return self  # GRPOConfig's parameters: TRL validates them (runner.check_trl_arguments)
+            objective = get_objective(self.objective, **self.objective_params)
+        except ValueError as err:
+            field = "objective_params" if "parameter" in str(err) else "objective"
+            raise ValueError(f"{field}: {err}") from None
+        if objective.spec.uses_top_k and self.correction is not None:
+            raise ValueError(f"correction: not with the top-K objective {self.objective!r} (its divergence reads "
+                             "the sampler's own top-K μ, which a decoupled objective would not see)")
+        if objective.spec.uses_top_k and self.rollout_top_k == 0:
+            raise ValueError(f"rollout_top_k: objective {self.objective!r} needs the sampler's top-K log-probs; "
+                             f"set rollout_top_k to K > 0 (default {DEFAULT_TOP_K})")
         return self
 
     @model_validator(mode="after")
@@ -206,12 +193,12 @@ class RunConfig(BaseModel):
         return self
 
     @property
-    def sampler_top_k(self) -> int:
-        """K the rollout engine returns: ``rollout_top_k``, or its default for the objective when None."""
+    def top_logprobs(self) -> int:
+        """K, how many of the sampler's most likely tokens the rollout engine returns with their log μ (the top-K
+        objectives' input; not truncated sampling's ``sampling_top_k``): ``rollout_top_k``, or its default for the
+        objective when None."""
         if self.rollout_top_k is not None:
             return self.rollout_top_k
-        if self.objective.startswith("trl:"):
-            return 0
         from .objectives import get_spec
 
         return DEFAULT_TOP_K if get_spec(self.objective).uses_top_k else 0

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from transformers import TrainerCallback
 
 from .models.quantise import QUANT_TYPES, quantisable, round_trip
-from .topk import TopKStore
+from .topk import TopLogprobs
 
 # The sampler's compute dtype; int8/int4 are weight-only (dequantised weights, fp32 compute).
 ROLLOUT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp8": torch.bfloat16,
@@ -63,17 +63,18 @@ class Generation:
     completion_ids: list[list[int]]  # cut after the first EOS (kept)
     texts: list[str]  # completions decoded without special tokens
     logprobs: list[list[float]]  # log-prob of each sampled token under the sampling model (empty when greedy)
-    top_k: tuple[torch.Tensor, torch.Tensor] | None = None  # the sampler's top-K (log μ, ids), (N, L_max, K)
+    top_logprobs: tuple[torch.Tensor, torch.Tensor] | None = None  # the sampler's top-K (log μ, ids), (N, L_max, K)
 
 
 @torch.no_grad()
 def generate(model: torch.nn.Module, tokenizer: Any, prompts: list[Prompt], max_new_tokens: int,
-             temperature: float | None, top_k: int = 0, truncation: Truncation | None = None) -> Generation:
+             temperature: float | None, top_logprobs: int = 0, truncation: Truncation | None = None) -> Generation:
     """Sample (``temperature``) or decode greedily (None) one completion per prompt, left-padded in one batch.
 
     A prompt is text, or TRL's conversational list of ``{role, content}`` messages, which goes through the
     tokenizer's chat template with the generation prompt (the template writes its own special tokens).
-    ``top_k`` > 0 (sampling only) also returns the sampler's K most likely tokens per position with their log μ.
+    ``top_logprobs`` K > 0 (sampling only) also returns the sampler's K most likely tokens per position with their
+    log μ (not a truncation: that is ``truncation.top_k``).
     An active ``truncation`` (sampling only) samples from the truncated distribution; its ``logprobs`` says which μ.
     """
     device = next(model.parameters()).device
@@ -99,7 +100,7 @@ def generate(model: torch.nn.Module, tokenizer: Any, prompts: list[Prompt], max_
             torch.stack(out.logits, dim=1).float() / temperature
         log_mu = F.log_softmax(logits, dim=-1)
         logps = torch.gather(log_mu, 2, new_tokens.unsqueeze(-1)).squeeze(-1).tolist()
-        top = tuple(log_mu.topk(top_k, dim=-1)) if top_k else None
+        top = tuple(log_mu.topk(top_logprobs, dim=-1)) if top_logprobs else None
     else:
         logps, top = [[] for _ in prompts], None
     prompt_ids, completion_ids, logprobs = [], [], []
@@ -123,23 +124,23 @@ class RolloutEngine(TrainerCallback):
     """TRL ``rollout_func``: one completion per prompt it receives (TRL repeats each prompt G times).
 
     Build it from the policy *before* the trainer patches the policy's forward, so the sampling copy
-    is a plain model; its weights are refreshed from the trainer at every call. With ``top_k`` > 0 the
-    sampler's top-K of the latest generation wait in ``top_k_store`` for the loss (TRL would not pass them).
+    is a plain model; its weights are refreshed from the trainer at every call. With ``top_logprobs`` K > 0 it owns
+    the :class:`TopLogprobs` provider (``self.top_logprobs``) of the latest generation's top-K, which the loss and
+    the batch keeper ask (TRL would not pass them).
     With ``lag`` k > 0 it is also a trainer callback (pass it in ``callbacks``): before every optimizer step it
     keeps a copy of the trainable weights, at most k of them, and a generation at step t is served by the copy
     of step max(0, t − k). ``served_lag`` is how many steps old the latest generation's weights were.
     """
 
     def __init__(self, policy: torch.nn.Module, tokenizer: Any, precision: str, max_new_tokens: int,
-                 temperature: float, top_k: int = 0, lag: int = 0, truncation: Truncation | None = None):
+                 temperature: float, top_logprobs: int = 0, lag: int = 0, truncation: Truncation | None = None):
         if precision not in ROLLOUT_DTYPES:
             raise ValueError(f"rollout_precision must be one of {', '.join(ROLLOUT_DTYPES)}; got {precision!r}")
         self.precision = precision
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
-        self.top_k = top_k
-        self.top_k_store = TopKStore() if top_k else None
+        self.top_logprobs = TopLogprobs(top_logprobs) if top_logprobs else None
         self.lag = lag
         self.truncation = truncation
         self.snapshots: dict[int, dict[str, torch.Tensor]] = {}  # optimizer step → its trainable weights
@@ -172,10 +173,10 @@ class RolloutEngine(TrainerCallback):
 
     def sample(self, prompts: list[Prompt]) -> dict[str, list[list[Any]]]:
         """Sample one completion per prompt; return prompt ids, completion ids (cut after EOS) and μ."""
-        out = generate(self.sampler, self.tokenizer, prompts, self.max_new_tokens, self.temperature, self.top_k,
-                       self.truncation)
-        if self.top_k_store is not None:
-            self.top_k_store.replace(out.prompt_ids, out.completion_ids, *out.top_k)
+        out = generate(self.sampler, self.tokenizer, prompts, self.max_new_tokens, self.temperature,
+                       0 if self.top_logprobs is None else self.top_logprobs.k, self.truncation)
+        if self.top_logprobs is not None:
+            self.top_logprobs.replace(out.prompt_ids, out.completion_ids, *out.top_logprobs)
         return {"prompt_ids": out.prompt_ids, "completion_ids": out.completion_ids, "logprobs": out.logprobs}
 
     def __call__(self, prompts: list[Prompt], trainer: Any) -> dict[str, list[list[Any]]]:

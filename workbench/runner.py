@@ -7,25 +7,31 @@ failure is recorded in the run's summary with a one-line reason, so a sweep can 
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from transformers import PrinterCallback, TrainerCallback, set_seed
 from trl import GRPOConfig
 
 from .batches import BatchKeeper
-from .config import TRL_LOSSES, ConfigError, RunConfig, machine_error
-from .objectives import Objective, correction_from_setting, get_objective
+from .diagnostics import StepDiagnostics
+from .config import ConfigError, RunConfig, machine_error
+from .objectives import Objective, correction_from_setting, get_objective, get_spec
 from .ranks import main_first, main_then_share, processes, sigterm_fails_the_run
 from .rollout import RolloutEngine, Truncation
 from .models import gguf_source, load_policy
 from .tasks import Task, evaluate, get_task
 from .tasks.chat import chat_dataset, use_chat
 from .tracking import STATUS_FAILED, STATUS_FINISHED, PeerRecorder, RunRecorder, start_wandb
-from .trainer import WorkbenchGRPOTrainer
+
+if TYPE_CHECKING:
+    from .trainer import WorkbenchGRPOTrainer
 
 STATUS_PRUNED = "pruned"
 STATUS_INTERRUPTED = "interrupted"  # stopped from outside (a signal): the configuration did not fail
@@ -70,7 +76,8 @@ def prepare_run(cfg: RunConfig, run_dir: Path | None = None, wandb_group: str | 
     if cfg.beta and cfg.lora is None and gguf_source(cfg.model):
         raise ConfigError("beta: TRL loads the reference model from a folder and cannot read a GGUF file; "
                           "add lora (the base under the adapter is the reference) or set beta to 0")
-    objective = None if cfg.objective.startswith("trl:") else get_objective(cfg.objective, **cfg.objective_params)
+    trl_loss = get_spec(cfg.objective).kind == "trl"  # TRL's own loss: no per-token objective of ours
+    objective = None if trl_loss else get_objective(cfg.objective, **cfg.objective_params)
     check_trl_arguments(cfg)
     name = cfg.name or f"{cfg.objective.replace(':', '-')}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.output_dir) / name
@@ -95,34 +102,35 @@ def check_trl_arguments(cfg: RunConfig) -> None:
 
 def _grpo_args(cfg: RunConfig, run_dir: Path) -> GRPOConfig:
     per_device = cfg.prompts_per_step * cfg.num_generations // cfg.gradient_accumulation_steps
-    trl_loss = TRL_LOSSES.get(cfg.objective.removeprefix("trl:"), {}) if cfg.objective.startswith("trl:") else {}
-    trl_params = cfg.objective_params if trl_loss else {}
+    spec = get_spec(cfg.objective)
+    trl_params = cfg.objective_params if spec.kind == "trl" else {}
     try:
-        return GRPOConfig(
-            output_dir=str(run_dir / "trainer"),
-            per_device_train_batch_size=per_device,
-            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-            steps_per_generation=cfg.steps_per_generation,
-            num_generations=cfg.num_generations,
-            num_iterations=cfg.num_iterations,
-            max_completion_length=cfg.max_completion_length,
-            temperature=cfg.temperature,
-            learning_rate=cfg.learning_rate,
-            lr_scheduler_type="constant",  # RL papers train at a constant rate; decay would confound late steps
-            max_grad_norm=cfg.max_grad_norm,
-            beta=cfg.beta,
-            max_steps=cfg.max_steps,
-            logging_steps=1,
-            save_strategy="no",
-            report_to="none",  # tracking.py owns W&B, so offline-by-default and grouping are ours
-            disable_tqdm=True,
-            seed=cfg.seed,
-            data_seed=cfg.seed,
-            bf16=cfg.train_precision == "bf16",
-            use_cpu=not torch.cuda.is_available(),
-            **trl_loss,
-            **trl_params,
-        )
+        with _trl_notices_silenced():  # its __post_init__ is where transformers' W&B integration is first imported
+            return GRPOConfig(
+                output_dir=str(run_dir / "trainer"),
+                per_device_train_batch_size=per_device,
+                gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                steps_per_generation=cfg.steps_per_generation,
+                num_generations=cfg.num_generations,
+                num_iterations=cfg.num_iterations,
+                max_completion_length=cfg.max_completion_length,
+                temperature=cfg.temperature,
+                learning_rate=cfg.learning_rate,
+                lr_scheduler_type="constant",  # RL papers train at a constant rate; decay would confound late steps
+                max_grad_norm=cfg.max_grad_norm,
+                beta=cfg.beta,
+                max_steps=cfg.max_steps,
+                logging_steps=1,
+                save_strategy="no",
+                report_to="none",  # tracking.py owns W&B, so offline-by-default and grouping are ours
+                disable_tqdm=True,
+                seed=cfg.seed,
+                data_seed=cfg.seed,
+                bf16=cfg.train_precision == "bf16",
+                use_cpu=not torch.cuda.is_available(),
+                **spec.trl_args,
+                **trl_params,
+            )
     except (TypeError, ValueError) as err:
         raise ConfigError(f"objective_params for {cfg.objective}: {str(err).splitlines()[0]}") from None
 
@@ -130,9 +138,9 @@ def _grpo_args(cfg: RunConfig, run_dir: Path) -> GRPOConfig:
 class _EvalCallback(TrainerCallback):
     """Held-out accuracy every ``eval_every`` steps and at the end; stops the run when on_eval says so."""
 
-    def __init__(self, run: PreparedRun, on_eval: Callable[[int, dict[str, float]], None] | None):
-        self.run, self.on_eval = run, on_eval
-        self.trainer: WorkbenchGRPOTrainer | None = None
+    def __init__(self, run: PreparedRun, on_eval: Callable[[int, dict[str, float]], None] | None,
+                 diagnostics: StepDiagnostics):
+        self.run, self.on_eval, self.diagnostics = run, on_eval, diagnostics
         self.last: dict[str, float] | None = None
         self.stopped = False
 
@@ -142,7 +150,7 @@ class _EvalCallback(TrainerCallback):
             return
         # Evaluated once, on the main process, while the other ranks wait: the numbers of a 1-process run.
         self.last, stop = main_then_share(lambda: self._evaluate(state.global_step, kwargs["model"]))
-        self.trainer.extra_scalars.update(self.last)
+        self.diagnostics.add_step_scalars(self.last)  # in this step's log line
         if stop:
             self.stopped = True
             control.should_training_stop = True  # the step is still logged before the loop ends
@@ -197,7 +205,9 @@ def train(run: PreparedRun, progress: bool = False,
     else:
         recorder = PeerRecorder(run.run_dir, config_dict)
     summary: dict[str, Any] = {}
-    eval_cb = _EvalCallback(run, on_eval)
+    diagnostics = StepDiagnostics(recorder, cfg.tracking.histogram_every, cfg.tracking.histogram_bins,
+                                  batch_keeper(cfg, run.run_dir, main))  # no keeper unless keep_batches_every
+    eval_cb = _EvalCallback(run, on_eval, diagnostics)
     with sigterm_fails_the_run():
         try:
             set_seed(cfg.seed)
@@ -205,32 +215,13 @@ def train(run: PreparedRun, progress: bool = False,
             recorder.log_scalars(0, summary["base_eval"])
             # The sampler copy must be taken before the trainer patches the policy's forward.
             engine = RolloutEngine(run.model, run.tokenizer, cfg.rollout_precision, cfg.max_completion_length,
-                                   cfg.temperature, cfg.sampler_top_k, lag=cfg.rollout_lag,
+                                   cfg.temperature, cfg.top_logprobs, lag=cfg.rollout_lag,
                                    truncation=Truncation(cfg.sampling_top_p, cfg.sampling_top_k, cfg.sampling_min_p,
                                                          cfg.behaviour_logprobs))
-            trainer = WorkbenchGRPOTrainer(
-                model=run.model,
-                reward_funcs=[run.task.reward],
-                args=_grpo_args(cfg, run.run_dir),
-                train_dataset=chat_dataset(run.task, run.task.train_dataset(cfg.seed)),
-                processing_class=run.tokenizer,
-                rollout_func=engine,
-                objective=run.objective,
-                aggregation=cfg.aggregation,
-                recorder=recorder,
-                histogram_every=cfg.tracking.histogram_every,
-                histogram_bins=cfg.tracking.histogram_bins,
-                objective_seed=cfg.seed,
-                top_k_store=engine.top_k_store,
-                correction=correction_from_setting(cfg.correction),  # None = off
-                batch_keeper=batch_keeper(cfg, run.run_dir, main),  # None unless keep_batches_every
-                callbacks=[eval_cb, engine],  # the engine keeps its lag snapshots before each optimizer step
-            )
-            eval_cb.trainer = trainer
-            trainer.remove_callback(PrinterCallback)  # the run record and the progress bar replace its dict dumps
+            trainer = build_trainer(run, engine, diagnostics, callbacks=[eval_cb, engine])
             _train_with_progress(trainer, cfg, progress and main)
             summary["eval"] = eval_cb.last
-            if trainer.max_off_policy == 0.0:
+            if diagnostics.max_off_policy == 0.0:
                 recorder.flag("zero_shift")  # μ = π on every token: the objectives could not differ
             status = STATUS_PRUNED if eval_cb.stopped else STATUS_FINISHED
         except KeyboardInterrupt:  # Ctrl-C, or a sweep stopped by SIGINT/SIGTERM (sweeps.stop): cut short, not failed
@@ -241,17 +232,51 @@ def train(run: PreparedRun, progress: bool = False,
                 raise  # a full disk or unwritable folder is not the run's failure: the caller stops (sweeps re-run it)
             status = STATUS_FAILED
             if isinstance(err, FloatingPointError):  # the trainer's non-finite loss
-                recorder.nonfinite_loss = True
+                recorder.note_nonfinite_loss()
             summary["failure"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             summary["eval"] = eval_cb.last
     recorder.finish(status, **summary)
     return RunResult(run.run_dir, recorder.summary, main)
 
 
+@contextlib.contextmanager
+def _trl_notices_silenced() -> Iterator[None]:
+    """Where a run starts, TRL's and transformers' notices are silenced, not at import time: the first import of
+    transformers' W&B integration (by GRPOConfig, then TRL's trainer) prints "[INFO] Running in WANDB offline mode"
+    under WANDB_MODE=offline (transformers offers no switch), and TRL warns that ``rollout_func`` is experimental
+    (the pin and tests/test_trainer.py guard it, so the notice is noise)."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def build_trainer(run: PreparedRun, engine: RolloutEngine, diagnostics: StepDiagnostics,
+                  callbacks: list[TrainerCallback]) -> WorkbenchGRPOTrainer:
+    """The run's trainer; its module is imported here, where a run starts, not when this module is imported."""
+    with _trl_notices_silenced():
+        from .trainer import LossSetting, WorkbenchGRPOTrainer
+
+    cfg = run.config
+    trainer = WorkbenchGRPOTrainer(
+        model=run.model,
+        reward_funcs=[run.task.reward],
+        args=_grpo_args(cfg, run.run_dir),
+        train_dataset=chat_dataset(run.task, run.task.train_dataset(cfg.seed)),
+        processing_class=run.tokenizer,
+        rollout_func=engine,
+        loss=LossSetting(run.objective, cfg.aggregation, correction_from_setting(cfg.correction), cfg.seed,
+                         engine.top_logprobs),
+        diagnostics=diagnostics,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)  # the run record and the progress bar replace its dict dumps
+    return trainer
+
+
 def batch_keeper(cfg: RunConfig, run_dir: Path, main: bool) -> BatchKeeper | None:
     """The keeper of ``tracking.keep_batches_every`` (main process; TRL's own losses keep nothing: no per-token loss)."""
     every = cfg.tracking.keep_batches_every
-    if every is None or not main or cfg.objective.startswith("trl:"):
+    if every is None or not main or get_spec(cfg.objective).kind == "trl":
         return None
     return BatchKeeper(run_dir, every, cfg.tracking.keep_batches_max_mb)
 

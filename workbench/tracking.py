@@ -15,6 +15,7 @@ killed run keeps everything it logged; reports read this folder, never W&B's ser
 from __future__ import annotations
 
 import json
+import math
 import netrc
 import os
 import platform
@@ -125,43 +126,85 @@ def collapse_step(rewards: list[tuple[int, float]], window: int = COLLAPSE_WINDO
     return int(rewards[start + window - 1][0])
 
 
-class RunRecorder:
-    """Appends a run's scalars and histograms to its folder and mirrors them to W&B.
+class PeerRecorder:
+    """A run's record kept in memory: the summary and the run's stability, nothing written. It is the recorder of a
+    rank other than the main process (the main process holds the run record and the W&B run; the others train and
+    sample), and the base of :class:`RunRecorder`, which also writes the record.
 
-    It also follows the run's stability as the steps go by (``reward/mean``, ``grad_norm``, a non-finite ``loss``
-    or ``grad_norm``) and writes ``collapse_step``, ``max_grad_norm`` and ``nonfinite_loss`` into the summary at
-    the end; ``nonfinite_loss`` may also be set by the trainer (NaN is not recorded) or by the runner.
+    It follows the run's stability as the steps go by (``reward/mean``, ``grad_norm``, a non-finite ``loss`` or
+    ``grad_norm``) and puts ``collapse_step``, ``max_grad_norm`` and ``nonfinite_loss`` into the summary at the end.
     """
-
-    nonfinite_loss = False
 
     def __init__(self, run_dir: Path, config: dict[str, Any], wandb_run: Any | None = None):
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.wandb_run = wandb_run
         self.started = time.time()
+        self.summary: dict[str, Any] = {"status": STATUS_RUNNING, "seed": config.get("seed"),
+                                        "objective": config.get("objective"), "flags": [],
+                                        "wandb": _wandb_location(wandb_run)}
+        self._rewards: list[tuple[int, float]] = []
+        self._max_grad_norm: float | None = None
+        self._nonfinite_loss = False
+
+    def log_scalars(self, step: int, metrics: dict[str, float]) -> dict[str, float]:
+        """Follow the run's stability; returns the metrics to record (NaN, not valid JSON, is left out: the
+        summary's nonfinite_loss says so when it was the loss or the gradient norm)."""
+        if not all(np.isfinite(metrics[k]) for k in ("loss", "grad_norm") if k in metrics):
+            self.note_nonfinite_loss()
+        metrics = {k: v for k, v in metrics.items() if not math.isnan(v)}
+        if "reward/mean" in metrics:
+            self._rewards.append((step, float(metrics["reward/mean"])))
+        norm = metrics.get("grad_norm")
+        if norm is not None and np.isfinite(norm):
+            self._max_grad_norm = max(float(norm), self._max_grad_norm or 0.0)
+        return metrics
+
+    def log_histograms(self, step: int, values: dict[str, np.ndarray], bins: int,
+                       ranges: dict[str, tuple[float, float]] | None = None) -> None:
+        pass
+
+    def note_nonfinite_loss(self) -> None:
+        """The loss or the gradient norm was not finite (seen in a log line, or the trainer raised on it)."""
+        self._nonfinite_loss = True
+
+    def stability(self) -> dict[str, Any]:
+        """collapse_step (by :func:`collapse_step`), max_grad_norm (the largest logged, before clipping) and
+        nonfinite_loss, as written into the summary when the run finishes."""
+        return {"collapse_step": collapse_step(self._rewards), "max_grad_norm": self._max_grad_norm,
+                "nonfinite_loss": self._nonfinite_loss}
+
+    def update_summary(self, **fields: Any) -> None:
+        self.summary.update(fields)
+
+    def flag(self, flag: str) -> None:
+        if flag not in self.summary["flags"]:
+            self.summary["flags"].append(flag)
+        self.update_summary()
+
+    def finish(self, status: str, **fields: Any) -> None:
+        self.update_summary(status=status, wall_time=time.time() - self.started, **fields)
+
+
+class RunRecorder(PeerRecorder):
+    """Appends a run's scalars and histograms to its folder, mirrors them to W&B and writes its summary."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], wandb_run: Any | None = None):
+        super().__init__(run_dir, config, wandb_run)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.run_dir / "config.json", config)
         self._scalars = open(self.run_dir / "scalars.jsonl", "a")
         self._histograms = open(self.run_dir / "histograms.jsonl", "a")
-        self.summary: dict[str, Any] = {
-            "status": STATUS_RUNNING,
-            "seed": config.get("seed"),
-            "objective": config.get("objective"),
-            "versions": versions(),
-            "machine": machine(),
-            "started": self.started,
-            "flags": [],
-            "wandb": _wandb_location(wandb_run),
-        }
+        self.summary.update(versions=versions(), machine=machine(), started=self.started)
         self.update_summary()
 
-    def log_scalars(self, step: int, metrics: dict[str, float]) -> None:
-        self._follow_stability(step, metrics)
+    def log_scalars(self, step: int, metrics: dict[str, float]) -> dict[str, float]:
+        metrics = super().log_scalars(step, metrics)
         row = {"step": step, "wall_time": time.time() - self.started, **metrics}
         self._scalars.write(json.dumps(row) + "\n")
         self._scalars.flush()
         if self.wandb_run is not None:
             self.wandb_run.log(metrics, step=step)
+        return metrics
 
     def log_histograms(self, step: int, values: dict[str, np.ndarray], bins: int,
                        ranges: dict[str, tuple[float, float]] | None = None) -> None:
@@ -177,33 +220,9 @@ class RunRecorder:
         if wandb_payload:
             self.wandb_run.log(wandb_payload, step=step)
 
-    def _follow_stability(self, step: int, metrics: dict[str, float]) -> None:
-        if not hasattr(self, "_rewards"):
-            self._rewards: list[tuple[int, float]] = []
-            self._max_grad_norm: float | None = None
-        if "reward/mean" in metrics:
-            self._rewards.append((step, float(metrics["reward/mean"])))
-        norm = metrics.get("grad_norm")
-        if norm is not None and np.isfinite(norm):
-            self._max_grad_norm = max(float(norm), self._max_grad_norm or 0.0)
-        if not all(np.isfinite(metrics[k]) for k in ("loss", "grad_norm") if k in metrics):
-            self.nonfinite_loss = True
-
-    def stability(self) -> dict[str, Any]:
-        """collapse_step (by :func:`collapse_step`), max_grad_norm (the largest logged, before clipping) and
-        nonfinite_loss, as written into the summary when the run finishes."""
-        rewards = getattr(self, "_rewards", [])
-        return {"collapse_step": collapse_step(rewards), "max_grad_norm": getattr(self, "_max_grad_norm", None),
-                "nonfinite_loss": self.nonfinite_loss}
-
     def update_summary(self, **fields: Any) -> None:
-        self.summary.update(fields)
+        super().update_summary(**fields)
         write_json_atomic(self.run_dir / "summary.json", self.summary)
-
-    def flag(self, flag: str) -> None:
-        if flag not in self.summary["flags"]:
-            self.summary["flags"].append(flag)
-        self.update_summary()
 
     def finish(self, status: str, **fields: Any) -> None:
         """Close the record; a W&B failure never loses the local one."""
@@ -213,31 +232,6 @@ class RunRecorder:
         if self.wandb_run is not None:
             self.wandb_run.summary.update({k: v for k, v in fields.items() if isinstance(v, (int, float, str))})
             self.wandb_run.finish(exit_code=0 if status == STATUS_FINISHED else 1)
-
-
-class PeerRecorder(RunRecorder):
-    """The recorder of a rank other than the main process: the summary in memory, nothing written.
-
-    The main process holds the run record and the W&B run; the other ranks train and sample.
-    """
-
-    def __init__(self, run_dir: Path, config: dict[str, Any]):  # noqa: D107 - no folder, no files, no W&B
-        self.run_dir, self.wandb_run, self.started = Path(run_dir), None, time.time()
-        self.summary = {"status": STATUS_RUNNING, "seed": config.get("seed"), "objective": config.get("objective"),
-                        "flags": [], "wandb": None}
-
-    def log_scalars(self, step: int, metrics: dict[str, float]) -> None:
-        pass
-
-    def log_histograms(self, step: int, values: dict[str, np.ndarray], bins: int,
-                       ranges: dict[str, tuple[float, float]] | None = None) -> None:
-        pass
-
-    def update_summary(self, **fields: Any) -> None:
-        self.summary.update(fields)
-
-    def finish(self, status: str, **fields: Any) -> None:
-        self.update_summary(status=status, wall_time=time.time() - self.started, **fields)
 
 
 # ---- W&B -----------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def write_synthetic_run(path: Path, config: dict[str, Any], skill: float, rng: n
 
     ``rare``: about this fraction of sampled tokens has μ < 0.1 (the token profile, as the trainer logs it);
     None writes a run from before the profile was logged."""
-    from workbench.trainer import LOG10_PROB_RANGE
+    from workbench.diagnostics import LOG10_PROB_RANGE
     from workbench.tracking import RunRecorder
 
     recorder = RunRecorder(path, config)

@@ -30,7 +30,7 @@ def replay_blocks(sweep: Sweep) -> list[Block]:
         return []
     configs = {run: json.loads((run / "config.json").read_text()) for run in runs}
     # pg is always replayed (the norms are relative to it): listed once, first.
-    objectives = sorted({c["objective"] for c in configs.values() if not c["objective"].startswith("trl:")} - {"pg"})
+    objectives = sorted({c["objective"] for c in configs.values()} - {"pg"})  # TRL's own losses keep no batches
     # One seed is enough to see where the gradients part ways, and every seed would multiply the build's time.
     first = min(c["seed"] for c in configs.values())
     configs = {run: c for run, c in configs.items() if c["seed"] == first}

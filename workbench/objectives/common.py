@@ -27,6 +27,12 @@ def trust_region_reference(behaviour_logp: torch.Tensor, old_logp: torch.Tensor,
     return old_logp if against == "old" else behaviour_logp
 
 
+def proximal_logp(logp: torch.Tensor, old_logp: torch.Tensor | None) -> torch.Tensor:
+    """log π_old: TRL's old log-probs when a batch serves several updates; without them (a batch's only update)
+    π_old = π, this forward detached. Decided here alone."""
+    return logp.detach() if old_logp is None else old_logp
+
+
 def log_ratio(logp: torch.Tensor, behaviour_logp: torch.Tensor) -> torch.Tensor:
     """log r = log π − log μ, clamped so that r = exp(log r) never overflows."""
     return torch.clamp(logp - behaviour_logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)

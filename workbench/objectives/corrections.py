@@ -34,7 +34,7 @@ from typing import Any, Callable, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .common import LOG_RATIO_CLAMP, sequence_mean
+from .common import LOG_RATIO_CLAMP, proximal_logp, sequence_mean
 from .registry import bind_params, parameter_rows, preset_params
 
 Level = Literal["token", "sequence", "geometric"]
@@ -155,7 +155,7 @@ class Correction:
         dtype = torch.float32 if logp.dtype in (torch.float16, torch.bfloat16) else logp.dtype
         with torch.no_grad():
             logp = logp.detach().to(dtype)
-            old = logp if old_logp is None else old_logp.detach().to(dtype)
+            old = proximal_logp(logp, old_logp).detach().to(dtype)
             adv = advantages.detach().to(dtype)
             adv = adv.unsqueeze(1) if adv.dim() == 1 else adv
             return self.spec.fn(logp, old, behaviour_logp.detach().to(dtype), adv, mask.to(dtype), self.params)

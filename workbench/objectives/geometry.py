@@ -1,14 +1,15 @@
 """Gradient geometry: the weight g = −∂ℓ/∂log π an objective puts on a token, read from autograd.
 
-Autograd rather than per-family formulas, so that the plot, the report and the tests see the same
-thing for every objective, plugins included (the closed forms of DESIGN.md live in the tests, which
-check them against this).
+Autograd (read by :func:`objectives.loss.token_gradient_weight`, as the trainer reads it) rather than per-family
+formulas, so that the plot, the report and the tests see the same thing for every objective, plugins included
+(the closed forms of DESIGN.md live in the tests, which check them against this).
 """
 
 from __future__ import annotations
 
 import torch
 
+from .loss import token_gradient_weight
 from .registry import Objective
 
 
@@ -39,5 +40,7 @@ def gradient_weight(
                                     generator=generator).per_token_loss for i in range(logp.shape[0])])
     else:
         loss = objective(logp, behaviour_logp, adv, mask, generator=generator).per_token_loss
-    (grad,) = torch.autograd.grad(loss.sum(), logp, allow_unused=True)
-    return (torch.zeros_like(logp) if grad is None else -grad).reshape(shape)
+    (grad,) = torch.autograd.grad(loss.sum(), logp, allow_unused=True)  # L = Σ ℓ: every w = 1
+    if grad is None:
+        return torch.zeros(shape, dtype=logp.dtype)
+    return token_gradient_weight(grad, mask, mask)[0].reshape(shape)

@@ -12,7 +12,9 @@ start of the batch's updates, detached): its trust region can be measured agains
 Plugins are loaded by import path, ``"my_pkg.losses:my_objective"``. A preset, ``"family@preset"``
 (:func:`register_preset`), is the family with the defaults of a paper's or recipe's own setting:
 ``get_spec``/``get_objective`` resolve it, so a run, a sweep or a report may name one; given
-parameters still override it.
+parameters still override it. TRL's own losses, ``"trl:<loss>"``, are specs of another kind (``kind == "trl"``):
+TRL computes them inside its trainer, selected by the GRPOConfig fields ``trl_args``; this module alone reads
+the prefix.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Any, Callable, Protocol
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
+
+from .common import proximal_logp
 
 
 class ObjectiveParams(BaseModel):
@@ -80,6 +84,8 @@ class ObjectiveSpec:
     uses_old_logp: bool = False
     uses_top_k: bool = False  # takes top_k= (log π, log μ) at the sampler's top-K tokens and the sampled one
     source: str = ""  # for a preset: where its settings come from (paper section or recipe file)
+    kind: str = "workbench"  # "trl": TRL's own loss, computed inside its trainer (``fn`` is never called)
+    trl_args: dict[str, Any] = field(default_factory=dict)  # the GRPOConfig fields that select a "trl" loss
 
     def parameters(self) -> list[tuple[str, Any, str]]:
         return parameter_rows(self.params_model)
@@ -123,7 +129,7 @@ class Objective:
             if old_logp is not None and old_logp.shape != logp.shape:
                 raise ValueError(f"old_logp must have the shape of logp {tuple(logp.shape)}, "
                                  f"got {tuple(old_logp.shape)}")
-            extra["old_logp"] = logp.detach() if old_logp is None else _promote(old_logp).detach()
+            extra["old_logp"] = _promote(proximal_logp(logp, old_logp)).detach()
         if self.spec.uses_top_k:
             extra["top_k"] = top_k
         return self.spec.fn(logp, behaviour_logp, advantages, mask.to(logp.dtype), self.params, generator=generator,
@@ -148,6 +154,19 @@ def _check_shapes(logp: torch.Tensor, behaviour_logp: torch.Tensor, advantages: 
 
 _REGISTRY: dict[str, ObjectiveSpec] = {}
 _PRESETS: dict[str, ObjectiveSpec] = {}
+
+TRL_PREFIX = "trl:"
+# TRL's own losses kept as baselines: objective "trl:<loss>" → the GRPOConfig fields that select it. Their
+# parameters are GRPOConfig's, validated by TRL (runner.check_trl_arguments).
+TRL_LOSSES: dict[str, dict[str, Any]] = {
+    "grpo": {"loss_type": "grpo"},
+    "dapo": {"loss_type": "dapo"},
+    "cispo": {"loss_type": "cispo"},
+    "sapo": {"loss_type": "sapo"},
+    "gspo": {"loss_type": "grpo", "importance_sampling_level": "sequence"},
+    "vespo": {"loss_type": "vespo"},
+    "luspo": {"loss_type": "luspo", "importance_sampling_level": "sequence"},
+}
 
 
 def register_objective(
@@ -229,8 +248,28 @@ def available_presets() -> list[str]:
     return sorted(_PRESETS)
 
 
+def available_trl_losses() -> list[str]:
+    """TRL's own losses by their objective names, ``trl:<loss>``."""
+    return [TRL_PREFIX + loss for loss in TRL_LOSSES]
+
+
+def _computed_by_trl(*args: Any, **kwargs: Any) -> ObjectiveOutput:
+    raise TypeError("TRL's own losses are computed inside TRL's trainer, not called as a per-token objective")
+
+
+def _trl_spec(name: str) -> ObjectiveSpec:
+    loss = name.removeprefix(TRL_PREFIX)
+    if loss not in TRL_LOSSES:
+        raise ValueError(f"unknown TRL loss {name!r}; expected {'|'.join(available_trl_losses())}")
+    return ObjectiveSpec(name, _computed_by_trl, NoParams, "TRL 1.16 GRPOTrainer", f"TRL's own {loss} loss",
+                         kind="trl", trl_args=TRL_LOSSES[loss])
+
+
 def get_spec(name: str) -> ObjectiveSpec:
-    """The spec registered under ``name`` (a family or a preset), or loaded from ``"module.path:attribute"``."""
+    """The spec registered under ``name`` (a family or a preset), TRL's own loss (``trl:<loss>``), or loaded from
+    ``"module.path:attribute"``."""
+    if name.startswith(TRL_PREFIX):
+        return _trl_spec(name)
     if ":" in name:
         return _load_plugin(name)
     if name in _PRESETS:
@@ -244,6 +283,8 @@ def get_spec(name: str) -> ObjectiveSpec:
 def get_objective(name: str, **params: Any) -> Objective:
     """Bind ``name`` to validated parameters; errors name the parameter and list what is accepted."""
     spec = get_spec(name)
+    if spec.kind == "trl":
+        raise ValueError(f"objective {name!r} is TRL's own loss: TRL computes it, with GRPOConfig's parameters")
     return Objective(spec, bind_params(f"objective {spec.name!r}", spec.params_model, params))
 
 

@@ -37,7 +37,10 @@ import torch
 
 from ..batches import BATCHES_DIR, kept_steps, load_step, trainable_state
 from ..config import ConfigError, RunConfig
-from ..objectives import Objective, available_objectives, get_objective
+from ..objectives import Objective, available_objectives, get_objective, get_spec
+from ..objectives.common import proximal_logp
+from ..objectives.loss import assemble_loss, token_gradient_weight, valid_tokens
+from ..trl_private import add_fused_lm_head
 from ..tracking import load_run
 
 REFERENCE = "pg"  # the gradient norms are relative to plain importance-sampled PG
@@ -85,7 +88,7 @@ def parse_objectives(spec: str | None, run_objective: str | None = None) -> list
     """``all`` (every registered family at its defaults), a comma list (families or presets), or None: the run's
     own objective and the quickstart's three; ``pg`` is always included (the norms are relative to it)."""
     if spec is None or spec.strip() == "":
-        names = [n for n in (run_objective, "grpo", "dppo_tv", "drpo") if n and not n.startswith("trl:")]
+        names = [n for n in (run_objective, "grpo", "dppo_tv", "drpo") if n and get_spec(n).kind != "trl"]
     elif spec.strip() == "all":
         names = available_objectives()
     else:
@@ -175,11 +178,6 @@ class Policy:
     trainer's forward (TRL's fused LM head at the run's temperature, its autocast)."""
 
     def __init__(self, config: RunConfig):
-        import io
-
-        with contextlib.redirect_stdout(io.StringIO()):  # transformers' W&B integration prints under WANDB_MODE
-            from trl.trainer.utils import add_fused_lm_head
-
         from ..models import load_policy
         from ..tasks import get_task
 
@@ -187,9 +185,7 @@ class Policy:
         task = get_task(config.task, **config.task_params)
         self.model, self.tokenizer = load_policy(config.model, config.lora, task, seed=config.seed)
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        # As WorkbenchGRPOTrainer (through GRPOTrainer) patches the policy it trains.
-        add_fused_lm_head(base, temperature=config.temperature, cast_lm_head_to_fp32=False,
-                          outputs=("log_probs", "entropy"))
+        add_fused_lm_head(base, config.temperature)  # as GRPOTrainer patches the policy it trains
         self.model.train()
         self.params = trainable_state(self.model)
 
@@ -206,7 +202,7 @@ class Policy:
     def forward(self, batch: dict[str, torch.Tensor], top_k: bool) -> tuple[torch.Tensor, Any]:
         """log π of the completion tokens, with its graph, as ``_get_per_token_logps_and_entropies`` computes it;
         with ``top_k`` also (log π, log μ) over the sampler's kept top-K ∪ {sampled}, from the same pass."""
-        from ..topk import capture_hidden, policy_logp_at, topk_set
+        from ..topk import capture_hidden, top_k_pairs
 
         input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
         attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
@@ -223,10 +219,9 @@ class Policy:
                               fused_lm_head=True).log_probs[:, -keep:]
         if not top_k:
             return logp, None
-        pi_top = policy_logp_at(self.model, torch.cat(hidden), logp, batch["completion_ids"], batch["top_k_ids"],
-                                self.config.temperature)
-        return logp, topk_set(pi_top, batch["top_k_logps"], batch["top_k_ids"], logp,
-                              batch["sampling_per_token_logps"], batch["completion_ids"])
+        return logp, top_k_pairs(self.model, torch.cat(hidden), logp, batch["sampling_per_token_logps"],
+                                 batch["completion_ids"], batch["top_k_logps"], batch["top_k_ids"],
+                                 self.config.temperature)
 
 
 def replay_batches(policy: Policy, batches: Sequence[dict[str, torch.Tensor]], arms: Sequence[Arm], step: int,
@@ -250,7 +245,7 @@ def replay_batches(policy: Policy, batches: Sequence[dict[str, torch.Tensor]], a
         for key, values in batch_tokens(logp, batch).items():
             tokens[key].append(values)
         if j < len(logged) and logged[j] is not None:
-            own.append(logged[j][batch["loss_weights"] > 0])
+            own.append(logged[j][valid_tokens(batch_mask(batch), batch["loss_weights"])])
     vectors = [torch.cat([g.flatten() for g in per_arm]).double() for per_arm in grads]
     gram = np.array([[float(vectors[a] @ vectors[b]) for b in range(len(arms))] for a in range(len(arms))])
     return StepReplay(
@@ -263,45 +258,38 @@ def replay_batches(policy: Policy, batches: Sequence[dict[str, torch.Tensor]], a
 def arm_gradients(arms: Sequence[Arm], logp: torch.Tensor, batch: dict[str, torch.Tensor],
                   params: Sequence[torch.Tensor] = (), top_k: Any = None, generator_seed: int = 0,
                   beta: float = 0.0):
-    """For each arm in turn: (g over the valid tokens, ∂loss/∂θ for ``params``), with
-    loss = Σ_t w_t·ℓ_t as the trainer builds it and g_t = −∂loss/∂log π_t / w_t as its autograd hook reads it.
+    """For each arm in turn: (g over the valid tokens, ∂loss/∂θ for ``params``), with the loss the trainer builds
+    (:func:`objectives.loss.assemble_loss`) and g as its autograd hook reads it (``token_gradient_weight``).
 
     ``logp`` is log π of the batch's completion tokens with its graph (a leaf works: then ``params`` is empty)."""
-    mask = batch["completion_mask"] * batch.get("tool_mask", 1)
-    mu, adv, w = batch["sampling_per_token_logps"], batch["advantages"], batch["loss_weights"]
-    old = batch.get("old_per_token_logps")
-    valid = w > 0
+    mask, w = batch_mask(batch), batch["loss_weights"]
     for i, arm in enumerate(arms):
         if arm.objective.spec.uses_top_k and top_k is None:
             raise ConfigError(f"--objectives: {arm.label} needs the sampler's top-K, which this run did not keep "
                               "(its rollout_top_k was 0)")
         generator = torch.Generator().manual_seed(generator_seed)  # Clip-Cov's draw: the same for every replay
-        # As the trainer: under a correction the objective is decoupled (π against π_old), the weight carries π_old/μ.
-        reference = mu if arm.correction is None else (logp.detach() if old is None else old)
-        out = arm.objective(logp, reference, adv, mask, generator=generator, old_logp=old,
-                            top_k=top_k if arm.objective.spec.uses_top_k else None)
-        per_token_loss = out.per_token_loss
-        if arm.correction is not None:
-            per_token_loss = per_token_loss * arm.correction(logp, old, mu, adv, mask).weight
-        if beta:
-            ref = batch["ref_per_token_logps"]
-            per_token_loss = per_token_loss + beta * (torch.exp(ref - logp) - (ref - logp) - 1) * mask
-        loss = (per_token_loss * w).sum()
+        loss = assemble_loss(arm.objective, logp, batch["sampling_per_token_logps"], batch["advantages"], mask, w,
+                             old_logp=batch.get("old_per_token_logps"), correction=arm.correction, beta=beta,
+                             ref_logp=batch.get("ref_per_token_logps"), generator=generator, top_k=top_k).loss
         d_logp, *d_params = torch.autograd.grad(loss, [logp, *params], retain_graph=i < len(arms) - 1,
                                                 allow_unused=True)
-        g = -d_logp / torch.where(valid, w, 1.0)
+        g, valid = token_gradient_weight(d_logp, w, mask)
         yield g[valid].float(), d_params
+
+
+def batch_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The loss's token mask, as the trainer builds it from TRL's inputs."""
+    return batch["completion_mask"] * batch.get("tool_mask", 1)
 
 
 @torch.no_grad()
 def batch_tokens(logp: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """μ, π, π_old and A of the valid tokens, flattened in the order of :func:`arm_gradients`' g."""
-    valid = batch["loss_weights"] > 0
-    old = batch.get("old_per_token_logps")
+    valid = valid_tokens(batch_mask(batch), batch["loss_weights"])
     adv = batch["advantages"].float()
     adv = adv.unsqueeze(1) if adv.dim() == 1 else adv
     return {"mu": batch["sampling_per_token_logps"].float()[valid].exp(), "pi": logp.detach().float()[valid].exp(),
-            "old": (logp.detach() if old is None else old).float()[valid].exp(),
+            "old": proximal_logp(logp, batch.get("old_per_token_logps")).float()[valid].exp(),
             "adv": adv.expand_as(logp)[valid]}
 
 
@@ -382,8 +370,8 @@ class RunReplay:
 def own_label(config: dict[str, Any]) -> str | None:
     """The label of the run's own loss among the arms: its objective's name at its defaults, else
     ``own:<objective>`` (its parameters and correction as it trained); None for TRL's own losses."""
-    objective = config.get("objective") or ""
-    if objective.startswith("trl:"):
+    objective = config["objective"]
+    if get_spec(objective).kind == "trl":
         return None
     return f"own:{objective}" if config.get("objective_params") or config.get("correction") else objective
 

@@ -369,11 +369,10 @@ def _all_dimensions(spec: SweepSpec) -> list[tuple[tuple, Dimension]]:
 
 def _parameters(objective: str) -> list[str] | None:
     """The parameter names of a registered objective; None when another library validates them (trl:)."""
-    if objective.startswith("trl:"):
-        return None
     from ..objectives import get_spec
 
-    return [name for name, _, _ in get_spec(objective).parameters()]
+    spec = get_spec(objective)
+    return None if spec.kind == "trl" else [name for name, _, _ in spec.parameters()]
 
 
 def _check_values(spec: SweepSpec, where: Where, objective: str, key: str, dim: Dimension,

@@ -233,3 +233,10 @@ def test_truncation_needs_no_rollout_top_k():
     # rollout_top_k (log-probs returned for dppo_topk) and sampling_top_k (truncation) are separate fields.
     cfg = RunConfig.parse({"objective": "dppo_topk_tv", "sampling_top_k": 5})
     assert cfg.top_logprobs == 8 and cfg.sampling_top_k == 5
+
+
+def test_every_rollout_precision_the_config_takes_has_a_sampler_dtype():
+    from workbench.config import ROLLOUT_PRECISIONS
+    from workbench.rollout import ROLLOUT_DTYPES
+
+    assert tuple(ROLLOUT_DTYPES) == ROLLOUT_PRECISIONS

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # The sampler's top-K when a top-K objective leaves rollout_top_k unset.
 DEFAULT_TOP_K = 8
+# The sampler's precisions (rollout.ROLLOUT_DTYPES gives each its compute dtype).
+ROLLOUT_PRECISIONS = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
 
 
 class ConfigError(ValueError):
@@ -98,7 +100,7 @@ class RunConfig(BaseModel):
     )
 
     # Where μ comes from.
-    rollout_precision: Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"] = Field(
+    rollout_precision: Literal[ROLLOUT_PRECISIONS] = Field(
         "fp32", description="precision of the sampling copy of the policy (fp8 simulated by a weight round-trip; "
                             "int8/int4: weight-only GGUF Q8_0/Q4_1 blocks of 32, fp32 compute)"
     )

@@ -29,7 +29,8 @@ from transformers import TrainerCallback
 from .models.quantise import QUANT_TYPES, quantisable, round_trip
 from .topk import TopLogprobs
 
-# The sampler's compute dtype; int8/int4 are weight-only (dequantised weights, fp32 compute).
+# The sampler's compute dtype for each of config.ROLLOUT_PRECISIONS (tests/test_rollout.py: the same names);
+# int8/int4 are weight-only (dequantised weights, fp32 compute).
 ROLLOUT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp8": torch.bfloat16,
                   "int8": torch.float32, "int4": torch.float32}
 FP8 = torch.float8_e4m3fn

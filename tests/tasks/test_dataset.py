@@ -174,9 +174,9 @@ def test_report_words_name_the_dataset_and_the_reward():
     assert describe({"path": "openai/gsm8k", "name": "main", "reward": "regex", "reward_params": {"pattern": "(x)"}}) \
         == "dataset `openai/gsm8k` (main, train), reward `regex` (pattern='(x)')"
     # The report's summary reads the sweep's base config (sweep.json's spec); only meta is read.
-    sweep = SimpleNamespace(meta={"spec": {"base": {"task": "dataset", "task_params": {"path": "p.jsonl"}}}})
+    sweep = SimpleNamespace(spec=SimpleNamespace(base={"task": "dataset", "task_params": {"path": "p.jsonl"}}))
     assert task_sentence(sweep) == "Task: dataset `p.jsonl`, reward `number`."
-    assert task_sentence(SimpleNamespace(meta={"spec": {"base": {"task": "arithmetic"}}})) == "Task: `arithmetic`."
+    assert task_sentence(SimpleNamespace(spec=SimpleNamespace(base={"task": "arithmetic"}))) == "Task: `arithmetic`."
 
 
 # ---- bad input: one line naming the key or file, exit 2, nothing created ----------------------------------

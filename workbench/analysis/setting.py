@@ -24,7 +24,7 @@ TENTH = 0.1
 
 
 def metric_definition(sweep: Sweep) -> str:
-    base = _base(sweep)
+    base = sweep.spec.base
     prompts, samples = base.get("eval_prompts", "the configured"), base.get("eval_samples", "k")
     length, temperature = base.get("max_completion_length", "the"), base.get("temperature", 1.0)
     definitions = {
@@ -39,11 +39,6 @@ def metric_definition(sweep: Sweep) -> str:
                           "binomial noise of those samples on top of the policy's quality."),
     }
     return definitions.get(sweep.metric, f"`{sweep.metric}` as the run logged it at its final evaluation.")
-
-
-def _base(sweep: Sweep) -> dict[str, Any]:
-    base = (sweep.meta.get("spec") or {}).get("base") or {}
-    return base if isinstance(base, dict) else {}
 
 
 def base_sentence(sweep: Sweep) -> str | None:
@@ -63,12 +58,12 @@ def base_sentence(sweep: Sweep) -> str | None:
 
 
 def shared_config(sweep: Sweep) -> str:
-    base = _base(sweep)
-    spec = sweep.meta.get("spec") or {}
-    shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(base.items()) if k != "tracking")
-    seeds = spec.get("seeds")
+    spec = sweep.spec
+    shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(spec.base.items()) if k != "tracking")
+    seeds = (f"{', '.join(map(str, spec.seeds))}" if not spec.sequential else
+             f"0, 1, … in looks of {', '.join(map(str, spec.look_sizes))} per arm, added until resolved")
     return (f"Config every arm shares (the sweep file's base; unset fields take RunConfig's defaults): {shown or 'none'}."
-            + (f" Seeds: {', '.join(map(str, seeds))}." if seeds else ""))
+            f" Seeds: {seeds}.")
 
 
 def arm_measures(sweep: Sweep, comparison: Comparison) -> pd.DataFrame:

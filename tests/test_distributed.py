@@ -24,6 +24,8 @@ from workbench.config import RunConfig
 from workbench.runner import prepare_run, run_eval
 from workbench.tracking import load_run
 
+pytestmark = pytest.mark.launch
+
 VENV_BIN = Path(sys.executable).parent
 STEPS = 3
 

@@ -17,6 +17,8 @@ import torch
 
 from distributed_steps import CASES, run_cases
 
+pytestmark = pytest.mark.launch
+
 PROMPTS = 4  # the global batch: 4 prompts × 4 generations
 SCALARS = ("loss", "tv/mean", "tv/max", "ratio/mean", "frac/off_policy", "entropy/mean", "reward/mean",
            "behaviour/frac_rare", "behaviour/frac_very_rare", "behaviour/median_prob")

@@ -1,7 +1,7 @@
 """The package's structure, drawn from its imports: every module imports only modules on lower floors (or its own
 floor's neighbours below it), and no chain of imports comes back to where it started.
 
-The floors are the layout of README.md / DESIGN.md, top to bottom. Imports under ``if TYPE_CHECKING:`` count too: a
+The floors are FLOORS below, top to bottom. Imports under ``if TYPE_CHECKING:`` count too: a
 type that needs a module above is a sign that something sits on the wrong floor.
 """
 

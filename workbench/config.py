@@ -1,7 +1,8 @@
 """RunConfig: everything one training run needs, validated at the boundary.
 
-Every field carries its help text here and only here: the YAML reference in the README, the CLI's
-``--set`` errors and the report read it from this module.
+Every field's help text is its ``description`` here and nowhere else: this module is the reference for a
+run config's fields (the README's example points to it). No command prints the descriptions; a bad value's
+error names the field and what was expected (``format_validation_error``).
 """
 
 from __future__ import annotations

@@ -242,6 +242,7 @@ def test_math_verify_missing_through_the_cli(tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.launch
 def test_a_missing_field_in_a_real_process(tmp_path):
     write_jsonl(tmp_path / "p.jsonl", GSM8K_ROWS)
     cfg = tmp_path / "run.yaml"

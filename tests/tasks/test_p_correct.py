@@ -56,6 +56,7 @@ def _brute_force(model, tokenizer, task, prompt, answer, temperature):
     return total
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_p_correct_is_the_brute_force_sum_over_every_two_token_completion(policy, temperature):
     task, model, tokenizer = policy

@@ -1,8 +1,6 @@
-"""The built-in task and policy: a warm start in the regime where RL has a signal, cached; real loading paths."""
+"""The built-in policy: a warm start in the regime where RL has a signal, cached; real loading paths."""
 
 from __future__ import annotations
-
-import random
 
 import pytest
 import torch
@@ -19,29 +17,6 @@ def test_char_tokenizer_round_trips_and_pads_left():
     assert ids[1][0] == tok.pad_token_id and len(ids[0]) == len(ids[1]) == 5
     assert tok.decode(ids[0]) == "12+7="
     assert tok.batch_decode([ids[0][:2] + [tok.eos_token_id]], skip_special_tokens=True) == ["12"]
-
-
-def test_arithmetic_split_is_disjoint_fixed_and_rewarded_exactly():
-    task = get_task("arithmetic")
-    held_out = {p for p, _ in task.eval_split()}
-    train = task.train_dataset(seed=0)
-    assert not held_out & set(train["prompt"])
-    assert len(held_out) + len(train) == 20 * 20
-    assert get_task("arithmetic").eval_split() == task.eval_split()
-    assert train["prompt"] != task.train_dataset(seed=1)["prompt"]  # the seed orders the data
-    assert task.reward(["19", "19 ", "18", "191"], ["19"] * 4) == [1.0, 1.0, 0.0, 0.0]
-
-
-def test_the_teacher_is_right_about_as_often_as_asked():
-    task = get_task("arithmetic", teacher_accuracy=0.4)
-    rng = random.Random(0)
-    right = 0
-    for _ in range(2000):
-        prompt, completion = task.teacher(rng)
-        a, b = map(int, prompt.rstrip("=").split("+"))
-        right += completion == str(a + b)
-        assert abs(int(completion) - (a + b)) <= 2
-    assert 0.37 < right / 2000 < 0.45
 
 
 def test_the_tiny_policy_starts_where_rl_has_a_signal():
@@ -90,12 +65,3 @@ def test_a_model_that_cannot_be_loaded_is_a_one_line_config_error(name, needle):
     with pytest.raises(ConfigError, match="^model: ") as err:
         load_policy(name, None, get_task("arithmetic"))
     assert needle in str(err.value) and "\n" not in str(err.value)
-
-
-def test_unknown_tasks_and_bad_task_params_name_the_field():
-    with pytest.raises(ConfigError, match="task: unknown task 'nope'.*arithmetic"):
-        get_task("nope")
-    with pytest.raises(ConfigError, match="task_params.*max_operand"):
-        get_task("arithmetic", max_operand=1)
-    with pytest.raises(ConfigError, match="task: cannot load"):
-        get_task("no_such_module:factory")

@@ -1,6 +1,7 @@
 """A tiny llama-architecture GGUF file written with the ``gguf`` package: weights, BPE tokenizer, chat template.
 
-The suite loads it through ``model: path/to/file.gguf`` instead of depending on a 93 MB download.
+The suite loads it through ``model: path/to/file.gguf`` instead of depending on a 93 MB download. Without the
+``gguf`` package (the smollm2 extra) the tests that need it skip, saying which extra to install.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 HIDDEN, LAYERS, HEADS, FFN = 32, 2, 4, 64
@@ -18,8 +20,13 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['cont
 CONTROL, NORMAL = 3, 1  # llama.cpp token types
 
 
+def require_gguf():
+    """The ``gguf`` module, or a skip: GGUF files and the int8/int4 sampler's quantiser need it."""
+    return pytest.importorskip("gguf", reason="needs the gguf package: pip install -e '.[smollm2]'")
+
+
 def write_tiny_gguf(path: Path, chat_template: str | None = CHAT_TEMPLATE, seed: int = 0) -> Path:
-    import gguf
+    gguf = require_gguf()
 
     tokens = list(bytes_to_unicode().values()) + [m.replace(" ", "") for m in MERGES] + list(SPECIALS)
     eos = tokens.index("<|im_end|>")

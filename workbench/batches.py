@@ -17,7 +17,7 @@ With ``tracking.keep_batches_every: N`` the trainer hands every N-th optimizer s
     meta.json                    step, micro-batches, whether the weights were kept and why not
 
 Keeping reads tensors the trainer already holds and writes them: it draws no random number and changes no
-value the run computes (``tests/test_replay.py`` checks a run's ``scalars.jsonl`` bit for bit).
+value the run computes (``tests/replay/test_replay.py`` checks a run's ``scalars.jsonl`` bit for bit).
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ class RunConfig(BaseModel):
         description="token_mean over the batch (DAPO), sequence_mean (GRPO), fixed_horizon (Dr. GRPO: / B·L_max)",
     )
     correction: str | dict[str, Any] | None = Field(
-        None, description="mismatch correction, a detached weight on the loss from w = π_old/μ: a name (tis, mis, "
+        None, description="mismatch correction, a detached weight on the loss from r_old = π_old/μ: a name (tis, mis, "
                           "opsm, rs), a preset (tis@verl_fp8) or {name: tis, level: token, high: 2.0}; the objective "
                           "then reads π against π_old (decoupled). None = off: the objective reads π/μ (bypass)"
     )

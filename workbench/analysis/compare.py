@@ -74,7 +74,7 @@ class Comparison:
 def choose_baseline(sweep: Sweep, baseline: str | None) -> tuple[tuple[str, ...], str]:
     """(baseline arms, who named them). The baseline is named, never picked from the results: ``--baseline``,
     else the sweep file's ``baseline:``, else grpo when the sweep has exactly one grpo arm. A name is an arm's
-    label, an objective with one arm, or a setting ``'drpo delta=0.15'``. When the sweep's ``space:`` sets the
+    label, an objective with one arm, or the objective with its parameters ``'drpo delta=0.15'``. When the sweep's ``space:`` sets the
     arms in several settings (e.g. rollout_precision × num_iterations), a name that fits one arm per setting
     names a baseline per setting: every arm is compared with the baseline of its own setting (a bare objective
     then means its arms without a correction). A name that fits several arms otherwise, or none, is a one-line

@@ -105,7 +105,7 @@ class SweepSpec(BaseModel):
     metric: str | None = Field(None, description="final eval metric a seed contributes (maximised); default "
                                                  "eval/p_correct where the task provides it, else eval/accuracy")
     baseline: str | None = Field(None, description="the arm the report compares every other arm with: an "
-                                                   "objective with one arm, or a setting such as 'drpo delta=0.15'")
+                                                   "objective with one arm, or one named with its parameters, 'drpo delta=0.15'")
     equivalence_margin: float | RelativeMargin = Field(
         MARGIN, description="a difference within ± this (or {relative: r}: r × the baseline's mean) is 'matches' "
                             "when the equivalence test (TOST) shows it")

@@ -289,6 +289,22 @@ def report_build(
         _publish_wandb(built)
 
 
+@report_app.command("verdicts")
+@user_errors
+def report_verdicts(
+    folder: Path = typer.Argument(..., help="a report folder holding seeds.csv and results.csv"),
+    sweep: Path = typer.Option(..., "--sweep", help="the sweep file the report was built from (its families:)"),
+) -> None:
+    """Recompute a committed report's verdicts from its seeds.csv under the sweep file's families, multiplicity and
+    margin, without its runs: results.csv's verdict columns and verdicts.md are rewritten."""
+    from .analysis.recompute import NOTE, recompute
+
+    table = recompute(folder, sweep)
+    words = table["verdict"].dropna().value_counts()
+    console.print(f"verdicts: {', '.join(f'{n} {w}' for w, n in words.items())} → {folder / 'results.csv'}, "
+                  f"{folder / NOTE}", soft_wrap=True)
+
+
 def _publish_wandb(built) -> None:
     from .analysis.wandb_report import publish, skip_reason
 

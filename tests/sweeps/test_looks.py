@@ -109,17 +109,20 @@ def test_the_gate_opens_its_look_once_on_either_storage(tmp_path, storage, reque
 @pytest.mark.slow
 def test_a_killed_launcher_resumes_at_the_look_it_stopped_in(tmp_path, monkeypatch):
     root = tmp_path / "sweeps"
-    path = write_sweep(tmp_path, "resumed", **ARMS)
+    path = write_sweep(tmp_path, "resumed", **ARMS, workers=2)
     folder = sweep_folder("resumed", root)
     first = launch_process(path, root)
 
     def in_look_two() -> bool:
+        if first.poll() is not None:
+            return True
         try:
             return any(t.user_attrs.get("look") == 2 and t.state == TrialState.RUNNING
                        for t in open_study("resumed", root=root).get_trials())
         except Exception:  # noqa: BLE001 - the study is still being created
-            return first.poll() is not None
-    wait_for(in_look_two, timeout=600)
+            return False
+    wait_for(in_look_two, timeout=900)
+    assert first.poll() is None, first.communicate()[0]  # it was still running look 2
     first.send_signal(signal.SIGKILL)
     first.wait()
 

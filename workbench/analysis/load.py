@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from ..config import ConfigError, format_validation_error
 from ..sweeps.looks import LOOK, is_gate
 from ..sweeps.plan import point_key
+from ..sweeps.space import OBJECTIVE, grid_points, split
 from ..sweeps.spec import SweepSpec
 from ..sweeps.store import host_name, open_study, read_meta, sweep_folder
 from ..tracking import STATUS_FINISHED, RunRecord, load_run
@@ -68,15 +69,12 @@ def load_sweep(name: str, root: str | Path | None = None, storage: str | None = 
     # A FAIL trial that another trial re-ran was interrupted (its process died), not a failed configuration.
     retried = {t.user_attrs.get("retry_of") for t in trials} - {None}
     trials = [t for t in trials if not (t.state == optuna.trial.TrialState.FAIL and t.number in retried)]
-    settings = [_settings(t) for t in trials]
-    params = _parameter_columns(trials, settings)
-    varying = [p for p in params if len({hashable(s.get(p)) for s in settings}) > 1]
+    attrs = [(t.user_attrs.get("objective", "?"), t.user_attrs.get("objective_params") or {},
+              t.user_attrs.get("run_fields") or {}) for t in trials]
+    params, settings, labels = arm_labels(attrs, spec.base.get("correction"))
 
-    base_correction = spec.base.get("correction")
     trial_rows, run_rows, step_rows, hist_rows = [], [], [], []
-    for trial, setting in zip(trials, settings):
-        objective = trial.user_attrs.get("objective", "?")
-        arm = arm_label(objective, setting, varying, setting.get("correction", base_correction))
+    for trial, (objective, _, _), setting, arm in zip(trials, attrs, settings, labels):
         base = {"objective": objective, "arm": arm, "trial": trial.number, "point": point_key(trial.params),
                 "look": trial.user_attrs.get(LOOK, 1), **setting}
         trial_rows.append({**base, "state": trial.state.name, "value": trial.value,
@@ -96,21 +94,33 @@ def load_sweep(name: str, root: str | Path | None = None, storage: str | None = 
                  _frame(hist_rows, [*RUN_KEYS, "step", "name", "edges", "counts"]))
 
 
-def _settings(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """The trial's parameters: objective parameters, then other RunConfig fields (the objective's name
-    gets an ``objective.`` prefix only where both set the same name, e.g. β)."""
-    objective_params = trial.user_attrs.get("objective_params") or {}
-    run_fields = trial.user_attrs.get("run_fields") or {}
+def arm_labels(arms: list[tuple[str, dict[str, Any], dict[str, Any]]], base_correction: Any = None
+               ) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """(parameter columns, each arm's setting, each arm's label) of arms given as (objective, objective parameters,
+    run fields): the trials of a sweep, or the grid points of its file (:func:`point_labels`)."""
+    settings = [_settings(objective_params, run_fields) for _, objective_params, run_fields in arms]
+    fields = {k for _, _, run_fields in arms for k in run_fields}
+    names = list(dict.fromkeys(k for s in settings for k in s))
+    params = [k for k in names if k not in fields] + [k for k in names if k in fields]  # objective's first
+    varying = [p for p in params if len({hashable(s.get(p)) for s in settings}) > 1]
+    labels = [arm_label(objective, setting, varying, setting.get("correction", base_correction))
+              for (objective, _, _), setting in zip(arms, settings)]
+    return params, settings, labels
+
+
+def point_labels(spec: SweepSpec) -> dict[str, str]:
+    """Grid point key (sweeps.plan.point_key) → the arm label its trials get: to read a committed seeds.csv."""
+    points = grid_points(spec)
+    arms = [(p.objective, p.objective_params, p.run_fields) for p in (split(point[OBJECTIVE], point) for point in points)]
+    return dict(zip(map(point_key, points), arm_labels(arms, spec.base.get("correction"))[2]))
+
+
+def _settings(objective_params: dict[str, Any], run_fields: dict[str, Any]) -> dict[str, Any]:
+    """An arm's parameters: objective parameters, then other RunConfig fields (the objective's name gets an
+    ``objective.`` prefix only where both set the same name, e.g. β)."""
     out = {(f"objective.{k}" if k in run_fields else k): v for k, v in objective_params.items()}
     out.update(run_fields)
     return out
-
-
-def _parameter_columns(trials: list[optuna.trial.FrozenTrial], settings: list[dict[str, Any]]) -> list[str]:
-    """Objective parameters first, then run fields, each in order of first appearance."""
-    fields = {k for t in trials for k in t.user_attrs.get("run_fields") or {}}
-    names = list(dict.fromkeys(k for s in settings for k in s))
-    return [k for k in names if k not in fields] + [k for k in names if k in fields]
 
 
 def hashable(value: Any) -> Any:

@@ -45,7 +45,7 @@ def test_verdicts_are_the_holm_adjusted_paired_tests_of_seeds_csv(tmp_path, repo
     holm = dict(zip(by_hand, multipletests(list(by_hand.values()), method="holm")[1]))
     for row in compared.itertuples():
         assert row.p == pytest.approx(by_hand[row.arm]) and row.p_adjusted == pytest.approx(holm[row.arm])
-        assert row.family == "all" and row.compared_seeds == 10 and row.stop in ("resolved", "max reached")
+        assert row.family == "delta" and row.compared_seeds == 10 and row.stop in ("resolved", "max reached")
         if row.verdict in ("better", "worse"):
             assert row.p_adjusted < 0.05 and (row.diff > 0) == (row.verdict == "better")
         if row.verdict == "matches":

@@ -186,8 +186,9 @@ def _complete_looks(sweep: Sweep) -> int | None:
     """The looks whose trials have all ended (None: all of them, the sweep is not running)."""
     if not sweep.still_running:
         return None
-    open_looks = sweep.trials.loc[sweep.trials["state"].isin(("RUNNING", "WAITING")), "look"]
-    return int(open_looks.min()) - 1 if len(open_looks) else None
+    open_looks = [*sweep.trials.loc[sweep.trials["state"].isin(("RUNNING", "WAITING")), "look"],
+                  *([sweep.next_look] if sweep.next_look is not None else [])]
+    return int(min(open_looks)) - 1 if open_looks else None
 
 
 def compare_arms(scores: dict[str, np.ndarray], objective_of: dict[str, str], baselines: str | tuple[str, ...],

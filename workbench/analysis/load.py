@@ -19,7 +19,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from ..config import ConfigError, format_validation_error
-from ..sweeps.looks import LOOK, is_gate
+from ..sweeps.looks import GATE, LOOK, is_gate
 from ..sweeps.plan import point_key
 from ..sweeps.space import OBJECTIVE, grid_points, split
 from ..sweeps.spec import SweepSpec
@@ -43,6 +43,7 @@ class Sweep:
     runs: pd.DataFrame
     steps: pd.DataFrame
     histograms: pd.DataFrame
+    next_look: int | None = None  # the look a gate waits to open (sweeps.looks): the looks before it have ended
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -51,8 +52,9 @@ class Sweep:
 
     @property
     def still_running(self) -> bool:
-        """Trials running or queued (WAITING: budget not spent yet), or runs not closed."""
-        return bool(self.trials["state"].isin(("RUNNING", "WAITING")).any() or (self.runs["status"] == "running").any())
+        """Trials running or queued (WAITING: budget not spent yet), a look still to open, or runs not closed."""
+        return bool(self.trials["state"].isin(("RUNNING", "WAITING")).any() or self.next_look is not None
+                    or (self.runs["status"] == "running").any())
 
 
 def load_sweep(name: str, root: str | Path | None = None, storage: str | None = None) -> Sweep:
@@ -65,7 +67,9 @@ def load_sweep(name: str, root: str | Path | None = None, storage: str | None = 
     except ValidationError as err:
         raise ConfigError(f"{folder / 'sweep.json'}: spec: {format_validation_error(err)}") from None
     metric = spec.metric
-    trials = [t for t in study.get_trials(deepcopy=False) if not is_gate(t)]  # a look's gate has no runs
+    trials = study.get_trials(deepcopy=False)
+    gates = [t.user_attrs[GATE] for t in trials if is_gate(t) and t.state.name in ("WAITING", "RUNNING")]
+    trials = [t for t in trials if not is_gate(t)]  # a look's gate has no runs
     # A FAIL trial that another trial re-ran was interrupted (its process died), not a failed configuration.
     retried = {t.user_attrs.get("retry_of") for t in trials} - {None}
     trials = [t for t in trials if not (t.state == optuna.trial.TrialState.FAIL and t.number in retried)]
@@ -91,7 +95,7 @@ def load_sweep(name: str, root: str | Path | None = None, storage: str | None = 
             hist_rows.extend({**run, **h} for h in record.histograms)
     return Sweep(name, folder, meta, spec, metric, study, params, _frame(trial_rows, ["trial", "state"]),
                  _frame(run_rows, [*RUN_KEYS, "status", "final"]), _frame(step_rows, [*RUN_KEYS, "step"]),
-                 _frame(hist_rows, [*RUN_KEYS, "step", "name", "edges", "counts"]))
+                 _frame(hist_rows, [*RUN_KEYS, "step", "name", "edges", "counts"]), min(gates, default=None))
 
 
 def arm_labels(arms: list[tuple[str, dict[str, Any], dict[str, Any]]], base_correction: Any = None

@@ -205,8 +205,9 @@ def summary(sweep: Sweep, comparison: Comparison) -> list[Block]:
     finished = sweep.finished
     scope = (f"From the local run store at `{sweep.folder}`: {len(sweep.trials)} trials, {len(sweep.runs)} runs, "
              f"{len(finished)} finished. Metric: {sweep.metric} at the final evaluation. An arm is one objective "
-             "with one parameter setting; curves show every arm, histograms the baseline arm and each other objective's "
-             "best arm. "
+             "with one parameter setting; curves show every arm, histograms the baseline arm and, for each other "
+             "objective, its arm with the highest mean (which arm is drawn, not a finding: arms are compared only in "
+             "the tests above). "
              + task_sentence(sweep))
     optional = (few_seeds_sentence(comparison), regime.warning(regime.sweep_profile(sweep)))
     collapsed, failed, runs = failure_counts(sweep)

@@ -6,8 +6,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .core import RunReplay, gradient_rows, markdown, summarise, telling_step, token_rows
 from .figures import cosine_figure, scatter_figure, token_figure
+from .gradients import RunReplay
+from .markdown import markdown
+from .statistics import gradient_rows, summarise, telling_step, token_rows
 
 
 def write_replay(replays: Sequence[RunReplay], out: Path, title: str) -> dict[str, Path]:

@@ -24,7 +24,8 @@ so replaying twice gives identical numbers.
 
 Modules, each importing only those before it: inputs (what to replay) · forward (the run's policy, the
 trainer's forward) · gradients (g and ∇θ per arm, per step and per run) · statistics (token classes, tables,
-the JSON summary) · markdown (replay.md) · figures · output (a replay's files).
+the JSON summary) · markdown (replay.md) · figures · output (a replay's files; whether a saved summary is
+current).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from .forward import Policy
 from .gradients import RunReplay, StepReplay, arm_gradients, batch_tokens, make_arms, replay_batches, replay_run
 from .inputs import parse_corrections, parse_objectives, parse_steps, resolve_runs
 from .markdown import cosine_table
-from .output import write_replay
+from .output import replay_inputs, save_summary, saved_summary, write_replay
 from .statistics import MU_BINS, summarise, token_rows
 
 __all__ = ["MU_BINS", "Policy", "RunReplay", "StepReplay", "arm_gradients", "batch_tokens", "cosine_table",
-           "make_arms", "parse_corrections", "parse_objectives", "parse_steps", "replay_batches", "replay_run",
-           "resolve_runs", "summarise", "token_rows", "write_replay"]
+           "make_arms", "parse_corrections", "parse_objectives", "parse_steps", "replay_batches", "replay_inputs",
+           "replay_run", "resolve_runs", "save_summary", "saved_summary", "summarise", "token_rows", "write_replay"]

@@ -68,9 +68,9 @@ def time_replay(run: Path, out: Path | None = None, threads: int | None = None) 
     replay = replay_run(run, objectives, policy=policy, threads=torch.get_num_threads())
     elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - cpu
     if out is not None:
-        from workbench.replay import write_replay
+        from workbench.replay import replay_inputs, write_replay
 
-        write_replay([replay], out, str(run))
+        write_replay([replay], out, str(run), replay_inputs({run: steps}, objectives))
     per = len(steps) * len(replay.labels)
     return {
         "objectives": len(replay.labels), "kept_steps": len(steps),

@@ -223,7 +223,8 @@ def replay(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .batches import kept_steps
-    from .replay import parse_corrections, parse_objectives, parse_steps, replay_run, resolve_runs, write_replay
+    from .replay import (parse_corrections, parse_objectives, parse_steps, replay_inputs, replay_run, resolve_runs,
+                         write_replay)
 
     runs = resolve_runs(target)
     run_objective = None
@@ -238,6 +239,7 @@ def replay(
     out = out if out is not None else folder / "replay"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file, not a folder")
+    inputs = replay_inputs(chosen, names, correction_names)
     replays = []
     with Progress(TextColumn("[bold]replay[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
@@ -249,7 +251,7 @@ def replay(
                                       threads=threads,
                                       on_step=lambda k, r=run: bar.update(task, advance=1,
                                                                           description=f"{r.name}: step {k}")))
-    paths = write_replay(replays, out, str(target))
+    paths = write_replay(replays, out, str(target), inputs)
     console.print(f"replay: {paths['replay.md']}", soft_wrap=True)
 
 

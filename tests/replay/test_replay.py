@@ -166,6 +166,9 @@ def test_cli_replay_is_deterministic_and_refuses_bad_input(runs, tmp_path):
     summary = json.loads((outs[0] / "replay.json").read_text())
     assert summary["objectives"] == ["pg", "grpo", "dppo_tv", "pg+tis", "grpo+tis", "dppo_tv+tis", "own:drpo"]
     assert summary["steps"] == 2 and summary["own_check"][0]["max_abs_diff"] == 0.0
+    # What it was computed from, for a reader to tell whether it is current (the report's section does).
+    assert {k: v for k, v in summary["inputs"].items() if k != "batches"} == {
+        "objectives": ["pg", "grpo", "dppo_tv"], "corrections": ["tis"], "steps": {str(kept): [2, 3]}}
     for args, words in (([str(plain)], "no kept batches"), ([str(tmp_path / "nothing")], "neither a run folder"),
                         ([str(kept), "--steps", "9"], "step 9 was not kept"),
                         ([str(kept), "--objectives", "nope"], "unknown objective"),

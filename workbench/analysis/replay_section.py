@@ -1,13 +1,18 @@
 """The report's section "The same batches, every objective": replay of the batches a sweep's runs kept.
 
-Present only when runs kept batches (``tracking.keep_batches_every``). Every such run is replayed (in memory,
-deterministic: :mod:`workbench.replay`) for ``pg`` and the sweep's objectives; the cosine matrix of their
-parameter gradients and the token table are averaged over kept steps and seeds, per regime (the run settings
-other than objective, correction and seed that differ between the runs).
+Present only when runs kept batches (``tracking.keep_batches_every``). Every such run is replayed (deterministic:
+:mod:`workbench.replay`) for ``pg`` and the sweep's objectives; the cosine matrix of their parameter gradients and
+the token table are averaged over kept steps and seeds, per regime (the run settings other than objective,
+correction and seed that differ between the runs).
+
+A regime's summary is saved in the sweep's folder (``replay/regime-<runs' hash>.json``) and read back by the next
+build while it is current: the same arms, runs and steps, and no kept batch changed since. Replay loads models and
+runs a forward and a backward per objective and step; the report's other sections read only records.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,7 +50,7 @@ def replay_blocks(sweep: Sweep) -> list[Block]:
     ]
     regimes = _regimes(configs)
     for label, members in regimes.items():
-        summary = _replay(members, configs, objectives)
+        summary = _replay(sweep.folder, members, configs, objectives)
         if len(regimes) > 1:
             blocks.append(Heading(f"Regime: {label}", 3))
         blocks.extend(_tables(summary))
@@ -62,11 +67,22 @@ def _regimes(configs: dict[Path, dict[str, Any]]) -> dict[str, list[Path]]:
     return dict(sorted(regimes.items()))
 
 
-def _replay(runs: Sequence[Path], configs: dict[Path, dict[str, Any]], objectives: list[str]) -> dict[str, Any]:
+def _replay(folder: Path, runs: Sequence[Path], configs: dict[Path, dict[str, Any]],
+            objectives: list[str]) -> dict[str, Any]:
+    """The regime's summary: the one saved in the sweep's folder while current, else replayed and saved there."""
+    from ..batches import kept_steps
     from ..config import RunConfig
-    from ..replay import Policy, parse_objectives, replay_run, summarise
+    from ..replay import Policy, parse_objectives, replay_inputs, replay_run, save_summary, saved_summary, summarise
 
     names = parse_objectives(",".join(objectives) or "pg")
+    inputs = replay_inputs({run: kept_steps(run) for run in runs}, names)
+    # Beside the runs, not in the report's --out: a summary belongs to the runs it pools, and every build reuses
+    # it, into whatever folder. Named by the runs, so a stale one is overwritten rather than left beside.
+    runs_hash = hashlib.sha256("\n".join(sorted(str(run.relative_to(folder)) for run in runs)).encode()).hexdigest()
+    path = folder / "replay" / f"regime-{runs_hash[:12]}.json"
+    summary = saved_summary(path, inputs)
+    if summary is not None:
+        return summary
     policies: dict[str, Policy] = {}
     replays = []
     for run in runs:
@@ -77,7 +93,12 @@ def _replay(runs: Sequence[Path], configs: dict[Path, dict[str, Any]], objective
         if key not in policies:
             policies[key] = Policy(RunConfig.parse(config, source=str(run / "config.json")))
         replays.append(replay_run(run, names, policy=policies[key]))
-    return summarise(replays)
+    summary = summarise(replays)
+    try:
+        save_summary(path, summary, inputs)
+    except OSError:  # a read-only store still gets its report, replayed at every build
+        pass
+    return summary
 
 
 def _tables(summary: dict[str, Any]) -> list[Block]:

@@ -12,7 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .core import CHANGED, FLIPPED, KEPT, MU_BINS, ZERO, StepReplay, token_classes  # noqa: E402
+from .gradients import StepReplay  # noqa: E402
+from .statistics import CHANGED, FLIPPED, KEPT, MU_BINS, ZERO, token_classes  # noqa: E402
 
 CLASS_COLOURS = {KEPT: "#b0b0b0", CHANGED: "#1f77b4", FLIPPED: "#d62728", ZERO: "#000000"}
 

@@ -75,9 +75,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, report, case):
         report = tmp_path / "nowhere"
     if case == "not a table":
         (report / "seeds.csv").write_bytes(b"\x00\xff\xfe")
-    before = (report / "results.csv").read_bytes() if report.exists() else None
+    files = ("results.csv", "verdicts.md")
+    before = {f: (report / f).read_bytes() if (report / f).exists() else None for f in files}
     result = CliRunner().invoke(app, ["report", "verdicts", str(report), "--sweep", str(sweep)])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
     assert "Traceback" not in result.stderr
-    if before is not None:
-        assert (report / "results.csv").read_bytes() == before and not (report / "verdicts.md").exists()
+    assert {f: (report / f).read_bytes() if (report / f).exists() else None for f in files} == before

@@ -8,6 +8,7 @@ import signal
 from collections import Counter
 
 import pandas as pd
+import psutil
 import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -125,6 +126,11 @@ def test_a_killed_launcher_resumes_at_the_look_it_stopped_in(tmp_path, monkeypat
     assert first.poll() is None, first.communicate()[0]  # it was still running look 2
     first.send_signal(signal.SIGKILL)
     first.wait()
+    # Its workers die with it (parent-death signal): wait, or the relaunch sees their trials still owned.
+    owners = [t.system_attrs["workbench:owner"]["pid"] for t in open_study("resumed", root=root).get_trials()
+              if t.state == TrialState.RUNNING and "workbench:owner" in t.system_attrs]
+    wait_for(lambda: all(not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE
+                         for p in owners), 60)
 
     monkeypatch.setenv("WORKBENCH_SWEEPS", str(root))
     result = CliRunner().invoke(app, ["sweep", "launch", str(path)])

@@ -54,6 +54,21 @@ def test_verdicts_are_the_holm_adjusted_paired_tests_of_seeds_csv(tmp_path, repo
     assert np.isnan(table.loc[table["arm"] == "pg", "p_adjusted"]).all()  # the baseline is compared with nothing
     note = (report / "verdicts.md").read_text()
     assert "recomputed from its `seeds.csv`" in note and "Holm" in note and "drpo (δ=0.05)" in note
+    # The leave-one-out columns: every resolved verdict tried without each of its seeds, by hand for δ = 0.05.
+    resolved = compared[compared["stop"] == "resolved"]
+    assert (resolved["loo_tried"] == resolved["compared_seeds"]).all()
+    assert compared.loc[compared["stop"] != "resolved", "loo_tried"].isna().all()
+    row = compared.set_index("arm").loc["drpo (δ=0.05)"]
+    arm = seeds[seeds["arm"] == "drpo (δ=0.05)"].set_index("seed")["final"].loc[base.index]
+    worst = {}
+    for seed in base.index:
+        keep = base.index != seed
+        p = {a: scipy_stats.ttest_rel(seeds[seeds["arm"] == a].set_index("seed")["final"].loc[base.index][keep],
+                                      base[keep]).pvalue if a == "drpo (δ=0.05)" else by_hand[a] for a in by_hand}
+        worst[seed] = dict(zip(p, multipletests(list(p.values()), method="holm")[1]))["drpo (δ=0.05)"]
+    assert arm.notna().all() and row.loo_p == pytest.approx(max(worst.values()))
+    assert row.loo_changed == sum(p >= 0.05 for p in worst.values())
+    assert "leave one seed pair out" in note
 
 
 def test_families_are_adjusted_apart(tmp_path, report):
@@ -81,3 +96,13 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, report, case):
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
     assert "Traceback" not in result.stderr
     assert {f: (report / f).read_bytes() if (report / f).exists() else None for f in files} == before
+
+
+def test_runs_that_failed_to_learn_are_counted_from_seeds_csv(tmp_path, report):
+    seeds = pd.read_csv(report / "seeds.csv")
+    seeds.loc[(seeds["arm"] == "pg") & (seeds["seed"] == 3), "final"] = 0.01  # below its base, 0.066
+    seeds.to_csv(report / "seeds.csv", index=False)
+    result = CliRunner().invoke(app, ["report", "verdicts", str(report), "--sweep", str(sweep_file(tmp_path))])
+    assert result.exit_code == 0, result.output
+    note = (report / "verdicts.md").read_text()
+    assert "Failed to learn" in note and "1 of 60 runs: pg seed 3 (0.010)" in note

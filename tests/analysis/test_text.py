@@ -89,3 +89,18 @@ def test_unresolved_difference_gives_planning_figures_not_post_hoc_power():
     assert f"MDE {text._num(other.mde)}" in sentence and other.mde > abs(other.difference.value)
     row = text.results_frame(c).set_index("arm").loc["drpo"]
     assert row["seeds_for_margin"] > 3 and row["verdict"] == "not resolved" and row["test"] == "paired t"  # paired on the seeds both ran
+
+
+@pytest.mark.parametrize("seed, holds", [(1, True), (4, False)])
+def test_the_outlier_check_is_stated_for_each_resolved_verdict(seed, holds):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(0.4, 0.05, 10)
+    c = comparison({"drpo": y + rng.normal(0.03, 0.03, 10), "grpo": y})
+    drpo = next(a for a in c.arms if a.arm == "drpo")
+    assert drpo.verdict == "better" and drpo.outlier.survives == holds
+    sentence = text.outlier_sentence(c)
+    assert sentence.startswith(f"Outliers: {int(holds)} of 1 resolved") and (("drpo (better" in sentence) != holds)
+    table = text.outlier_section(c)[-1]
+    assert [row[1] for row in table.rows] == ["drpo"] and ("holds without" in table.rows[0][-1]) == holds
+    row = text.results_frame(c).set_index("arm").loc["drpo"]
+    assert row.loo_tried == 10 and (row.loo_changed == 0) == holds and (row.loo_p < 0.05) == holds

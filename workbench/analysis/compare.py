@@ -47,6 +47,7 @@ class ArmResult:
     compared: int | None = None  # the paired seeds the verdict was tested on
     margin: float | None = None  # the equivalence margin it was tested against (absolute)
     stop: str | None = None  # verdicts.STOPS: why it got no more seeds
+    outlier: verdicts.LeaveOneOut | None = None  # a resolved verdict decided again without each seed pair in turn
 
 
 @dataclass
@@ -248,10 +249,12 @@ def compare_arms(scores: dict[str, np.ndarray], objective_of: dict[str, str], ba
             result.difference = result.test.difference if result.test else stats.difference(x, base)
             result.verdict = "not resolved"
     decisions = verdicts.decide(pairs, plan, complete)
+    outliers = verdicts.leave_one_out(pairs, plan, decisions, complete)
     for result in arms:
         d = decisions.get(result.arm)
         if d is not None:
             _fill(result, d, scores, seeds, plan)
+            result.outlier = outliers.get(result.arm)
     return arms, lead_arms, baselines
 
 

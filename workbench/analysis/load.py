@@ -284,6 +284,12 @@ def _damage(record: RunRecord) -> list[str]:
     return notes
 
 
+def failed_to_learn(final: float | None, base: float | None) -> bool:
+    """Stability: a run ended below its own untrained policy's metric (no base or no final: not measured, not
+    flagged)."""
+    return final is not None and base is not None and final == final and base == base and float(final) < float(base)
+
+
 def _run_facts(record: RunRecord, metric: str) -> dict[str, Any]:
     summary = record.summary
     final = (summary.get("eval") or {}).get(metric)
@@ -294,8 +300,7 @@ def _run_facts(record: RunRecord, metric: str) -> dict[str, Any]:
         "failure": summary.get("failure"),
         "final": float(final) if final is not None and summary.get("status") == STATUS_FINISHED else np.nan,
         "base": (base := (summary.get("base_eval") or {}).get(metric, np.nan)),
-        # Stability: below its own untrained policy's metric at the end (nan base: not measured, not flagged).
-        "failed_to_learn": final is not None and base == base and float(final) < float(base),
+        "failed_to_learn": failed_to_learn(final, base),
         "last_step": int(last.get("step", 0)),
         "wall_time": summary.get("wall_time", last.get("wall_time", np.nan)),
         "updates_per_batch": updates_per_batch(record.config),

@@ -209,7 +209,8 @@ def summary(sweep: Sweep, comparison: Comparison) -> list[Block]:
              "objective, its arm with the highest mean (which arm is drawn, not a finding: arms are compared only in "
              "the tests above). "
              + task_sentence(sweep))
-    optional = (few_seeds_sentence(comparison), regime.warning(regime.sweep_profile(sweep)))
+    optional = (few_seeds_sentence(comparison), outlier_sentence(comparison),
+                regime.warning(regime.sweep_profile(sweep)))
     collapsed, failed, runs = failure_counts(sweep)
     stability_line = (f"Stability: {collapsed} of {runs} finished runs collapsed and {failed} failed to learn (ended "
                       "below their own untrained policy's metric); per arm in the Stability table.")
@@ -240,7 +241,7 @@ def tables(sweep: Sweep, comparison: Comparison) -> list[Block]:
     for setting in dict.fromkeys(a.setting for a in comparison.arms):
         blocks += [Heading(f"Setting {setting}", 3)] if per_setting else []
         blocks.append(Table(RESULT_HEADERS, tuple(row(a) for a in comparison.arms if a.setting == setting)))
-    blocks += looks_section(comparison)
+    blocks += looks_section(comparison) + outlier_section(comparison)
     fits = [(o, comparison.lead_arms[o], f) for o, f in comparison.fits.items() if f is not None]
     if fits:
         blocks += [Heading("Entropy–performance fit", 3), Paragraph(
@@ -276,6 +277,38 @@ def looks_section(comparison: Comparison) -> list[Block]:
         Table(("family", "look", "seeds per arm", "nominal p, difference", "nominal p, each side of TOST"),
               tuple(rows)),
         Table(("family", "arm", "baseline", "look", "paired seeds", "verdict", "why it stopped"), compared)]
+
+
+def outlier_phrase(check: verdicts.LeaveOneOut) -> str:
+    """A resolved verdict's leave-one-out check in words (the report's table, verdicts.md)."""
+    worst = f"without seed {check.seed}: {check.verdict}, adjusted p {check.p:.3g}"
+    if check.survives:
+        return f"holds without any one of the {check.tried} seed pairs (closest {worst})"
+    return f"changes without {check.changed} of the {check.tried} seed pairs ({worst})"
+
+
+def outlier_sentence(comparison: Comparison) -> str | None:
+    """The summary's count of resolved verdicts that rest on one seed pair."""
+    checked = [a for a in comparison.arms if a.outlier]
+    if not checked:
+        return None
+    fragile = [f"{a.arm} ({a.verdict}; {outlier_phrase(a.outlier)})" for a in checked if not a.outlier.survives]
+    held = f"{len(checked) - len(fragile)} of {len(checked)} resolved verdicts hold with any one seed pair left out"
+    return f"Outliers: {held}" + (f"; these do not: {'; '.join(fragile)}." if fragile else ".")
+
+
+def outlier_section(comparison: Comparison) -> list[Block]:
+    """Each resolved verdict decided again without each of its seed pairs in turn (verdicts.leave_one_out)."""
+    checked = [a for a in comparison.arms if a.outlier]
+    if not checked:
+        return []
+    return [Heading("Outlier check", 3), Paragraph(
+        "Each resolved verdict decided again with one of its paired seeds left out, for each seed in turn (same "
+        "looks, family and adjustment; the other comparisons keep all their seeds). Where a verdict changes, it "
+        "rests on that seed; the adjusted p given is the one the original verdict needs below 0.05."), Table(
+        ("family", "arm", "baseline", "verdict", "paired seeds", "leave one seed pair out"),
+        tuple((a.family or "—", a.arm, a.baseline or "—", a.verdict or "—", str(a.compared or "—"),
+               outlier_phrase(a.outlier)) for a in checked))]
 
 
 def stability(sweep: Sweep) -> list[Block]:
@@ -350,6 +383,15 @@ def appendix(sweep: Sweep, comparison: Comparison) -> list[Block]:
     return blocks
 
 
+OUTLIER_COLUMNS = ("loo_tried", "loo_changed", "loo_seed", "loo_verdict", "loo_p")
+
+
+def outlier_columns(check: verdicts.LeaveOneOut | None) -> dict[str, object]:
+    """results.csv's leave-one-out columns (empty for a verdict not resolved)."""
+    values = (check.tried, check.changed, check.seed, check.verdict, check.p) if check else (None,) * 5
+    return dict(zip(OUTLIER_COLUMNS, values))
+
+
 def results_frame(comparison: Comparison) -> pd.DataFrame:
     """The results table at full precision (results.csv), for scripts and for checking the report."""
     rows = []
@@ -370,6 +412,7 @@ def results_frame(comparison: Comparison) -> pd.DataFrame:
         row["compared_seeds"] = a.compared
         row["stop"] = a.stop
         row["verdict"] = a.verdict
+        row.update(outlier_columns(a.outlier))
         row["mde"] = a.mde
         row["seeds_for_margin"] = a.seeds_for_margin
         rows.append(row)

@@ -156,7 +156,6 @@ def test_leave_one_out_is_the_verdict_decided_again_without_each_seed_pair():
     assert check.seed == max(by_hand, key=by_hand.get) and check.p == pytest.approx(max(by_hand.values()))
     # A clear difference holds without any seed; its worst case is still below α.
     clear = _pair("clear", "g", rng.normal(0.1, 0.01, 10), seed=3)
-    plan = Plan(tuple(range(10)), (10,), margin=0.001)
     check = verdicts.leave_one_out([clear], plan, decide([clear], plan))["clear"]
     assert check.survives and check.verdict == "better" and check.p < 0.05
 
